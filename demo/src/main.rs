@@ -1,1 +1,185 @@
-fn main() {}
+//! `swap-demo`: the tiny HTTP application that swap's tests and demo deploy.
+//!
+//! No registry is reachable where swap is tested, so every image is built
+//! locally `FROM scratch` around this one statically linked binary. Its
+//! behaviour is steered by environment variables baked into each image, so one
+//! binary plays every part a deploy needs: a good version (`DEMO_VERSION`), a
+//! candidate that crashes on start (`DEMO_EXIT`), one that never becomes
+//! healthy (`DEMO_HEALTH=fail`) and one that starts slowly (`DEMO_STARTUP_MS`).
+//!
+//! # Behaviour
+//! - `swap-demo` / `swap-demo serve`: listen on `0.0.0.0:$PORT` (default 8080);
+//!   `GET /health` answers 200 (500 with `DEMO_HEALTH=fail`), every other GET
+//!   answers 200 with body `$DEMO_VERSION\n`.
+//! - `swap-demo check`: GET `127.0.0.1:$PORT/health` with a 1 s timeout; exit
+//!   0 on 200, 1 otherwise. It is the image's HEALTHCHECK, since a scratch
+//!   image has neither a shell nor curl.
+//! - SIGTERM and SIGINT exit 0 at once. The binary runs as PID 1 in its
+//!   container, and the kernel ignores default-disposition signals for PID 1,
+//!   so without handlers `docker stop` would wait out its whole timeout.
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// How long a connection may stay silent or stall a write before it is dropped,
+/// so a slow or stuck client never pins a thread for long.
+const IO_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Largest request head read; the demo only ever needs the request line.
+const MAX_REQUEST: usize = 8 * 1024;
+
+/// Linux signal numbers (the binary is only ever built for Linux containers).
+const SIGINT: i32 = 2;
+const SIGTERM: i32 = 15;
+
+// std already links the C library; declaring the two functions needed here
+// keeps the crate free of dependencies.
+unsafe extern "C" {
+    fn signal(signum: i32, handler: usize) -> usize;
+    fn _exit(status: i32) -> !;
+}
+
+/// Runs inside the signal handler: `_exit` is async-signal-safe, whereas
+/// `std::process::exit` (which runs atexit handlers) is not.
+extern "C" fn exit_on_signal(_signum: i32) {
+    // SAFETY: `_exit` is async-signal-safe and never returns.
+    unsafe { _exit(0) }
+}
+
+fn install_signal_handlers() {
+    for signum in [SIGTERM, SIGINT] {
+        // SAFETY: the handler only calls `_exit`, which is async-signal-safe.
+        unsafe {
+            signal(signum, exit_on_signal as extern "C" fn(i32) as usize);
+        }
+    }
+}
+
+fn port() -> u16 {
+    std::env::var("PORT")
+        .ok()
+        .and_then(|p| p.trim().parse().ok())
+        .unwrap_or(8080)
+}
+
+fn version() -> String {
+    std::env::var("DEMO_VERSION").unwrap_or_else(|_| "unknown".to_string())
+}
+
+fn main() -> ExitCode {
+    install_signal_handlers();
+    match std::env::args().nth(1).as_deref() {
+        None | Some("serve") => serve(),
+        Some("check") => check(),
+        Some(other) => {
+            eprintln!("swap-demo: unknown command {other:?} (expected `serve` or `check`)");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn serve() -> ExitCode {
+    if let Ok(code) = std::env::var("DEMO_EXIT") {
+        let code: i32 = code.trim().parse().unwrap_or(1);
+        eprintln!("exiting with {code}");
+        std::process::exit(code);
+    }
+    if let Some(ms) = std::env::var("DEMO_STARTUP_MS")
+        .ok()
+        .and_then(|ms| ms.trim().parse::<u64>().ok())
+    {
+        std::thread::sleep(Duration::from_millis(ms));
+    }
+
+    let version = version();
+    let healthy = std::env::var("DEMO_HEALTH").map_or(true, |h| h != "fail");
+    let addr = SocketAddr::from(([0, 0, 0, 0], port()));
+    let listener = match TcpListener::bind(addr) {
+        Ok(listener) => listener,
+        Err(e) => {
+            eprintln!("swap-demo: cannot listen on {addr}: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    println!(
+        "swap-demo {version} listening on {addr} (health: {})",
+        if healthy { "ok" } else { "fail" }
+    );
+
+    for stream in listener.incoming() {
+        let Ok(stream) = stream else { continue };
+        let version = version.clone();
+        // One thread per connection: a client that never sends its request
+        // cannot hold up the next one.
+        std::thread::spawn(move || answer(stream, &version, healthy));
+    }
+    ExitCode::SUCCESS
+}
+
+/// Reads one request head and writes one response; errors just drop the client.
+fn answer(mut stream: TcpStream, version: &str, healthy: bool) {
+    let _ = stream.set_read_timeout(Some(IO_TIMEOUT));
+    let _ = stream.set_write_timeout(Some(IO_TIMEOUT));
+    let mut head = Vec::with_capacity(512);
+    let mut buf = [0u8; 1024];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") && !head.windows(2).any(|w| w == b"\n\n") {
+        match stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => head.extend_from_slice(&buf[..n]),
+            Err(_) => return,
+        }
+        if head.len() > MAX_REQUEST {
+            break;
+        }
+    }
+    let line = String::from_utf8_lossy(&head);
+    let mut words = line.split_whitespace();
+    let method = words.next().unwrap_or("");
+    let path = words.next().unwrap_or("/");
+
+    let (status, body) = match (method, path) {
+        ("GET" | "HEAD", "/health") if healthy => ("200 OK", "ok\n".to_string()),
+        ("GET" | "HEAD", "/health") => ("500 Internal Server Error", "unhealthy\n".to_string()),
+        ("GET" | "HEAD", _) => ("200 OK", format!("{version}\n")),
+        _ => ("405 Method Not Allowed", "method not allowed\n".to_string()),
+    };
+    let mut response = format!(
+        "HTTP/1.0 {status}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    if method != "HEAD" {
+        response.push_str(&body);
+    }
+    let _ = stream.write_all(response.as_bytes());
+    let _ = stream.flush();
+    let _ = stream.shutdown(Shutdown::Both);
+}
+
+fn check() -> ExitCode {
+    let addr = SocketAddr::from(([127, 0, 0, 1], port()));
+    let timeout = Duration::from_secs(1);
+    let ok = (|| -> std::io::Result<bool> {
+        let mut stream = TcpStream::connect_timeout(&addr, timeout)?;
+        stream.set_read_timeout(Some(timeout))?;
+        stream.set_write_timeout(Some(timeout))?;
+        stream.write_all(b"GET /health HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")?;
+        let mut response = Vec::new();
+        stream.read_to_end(&mut response)?;
+        let status_line = response.split(|&b| b == b'\n').next().unwrap_or(&[]);
+        let status = String::from_utf8_lossy(status_line);
+        Ok(status.split_whitespace().nth(1) == Some("200"))
+    })();
+    match ok {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => {
+            eprintln!("swap-demo check: /health did not answer 200");
+            ExitCode::from(1)
+        }
+        Err(e) => {
+            eprintln!("swap-demo check: {addr}: {e}");
+            ExitCode::from(1)
+        }
+    }
+}

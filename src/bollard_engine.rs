@@ -1,0 +1,1 @@
+//! The real Docker engine, through bollard.

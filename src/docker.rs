@@ -1,0 +1,233 @@
+//! The Docker engine as the step engine sees it: one small trait and the
+//! plain types it speaks. The real implementation (`bollard_engine`) is the
+//! only code that names bollard; the in-memory one (`memory`) lets the step
+//! engine be crashed and faulted exhaustively without a daemon.
+//!
+//! Container definitions travel as the Docker Engine API's own JSON shapes
+//! (`Config`, `HostConfig`) so a clone keeps every field the old container had,
+//! including ones swap does not know about.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// An error from the engine, classified by what the caller can do about it.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum EngineError {
+    /// The daemon could not be reached or did not answer: retrying later may
+    /// work; nothing can be concluded about whether a call took effect.
+    #[error("Docker is unreachable: {0}")]
+    Unreachable(String),
+    /// The object does not exist (404).
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// The name is taken (409 on create or rename).
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// Any other refusal by the daemon, with its message.
+    #[error("{0}")]
+    Daemon(String),
+}
+
+impl EngineError {
+    /// Whether the daemon may have been unreachable: such errors leave the
+    /// effect of a call unknown and end a run with "incomplete" (exit 5).
+    pub fn is_unreachable(&self) -> bool {
+        matches!(self, EngineError::Unreachable(_))
+    }
+
+    /// moby PR#41011: right after the last container on a node leaves an
+    /// attachable overlay network, the node-local network is torn down
+    /// asynchronously, and attaching to it fails for a moment.
+    pub fn is_network_race(&self) -> bool {
+        let msg = self.to_string();
+        msg.contains("failed to get network during CreateEndpoint")
+            || msg.contains("could not find a network matching network mode")
+            || (msg.contains("network") && msg.contains("not found") && !matches!(self, EngineError::NotFound(_)))
+    }
+}
+
+/// Result alias for engine calls.
+pub type EngineResult<T> = Result<T, EngineError>;
+
+/// A network attachment of a container.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attachment {
+    /// Network name.
+    pub network: String,
+    /// DNS aliases on that network (the container's own short id excluded).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub aliases: Vec<String>,
+    /// Static IPv4 address, when one was configured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipv4: Option<String>,
+    /// Static IPv6 address, when one was configured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipv6: Option<String>,
+}
+
+/// Everything needed to create a container. Never journaled: `config` holds
+/// environment values.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Definition {
+    /// The API's `Config` object (Image, Env, Cmd, Labels, Healthcheck…).
+    pub config: serde_json::Map<String, Value>,
+    /// The API's `HostConfig` object (PortBindings, Mounts, RestartPolicy…).
+    pub host_config: serde_json::Map<String, Value>,
+    /// Networks to attach, in order; the first is attached at creation.
+    pub networks: Vec<Attachment>,
+}
+
+impl Definition {
+    /// The image reference the container will run.
+    pub fn image(&self) -> &str {
+        self.config.get("Image").and_then(Value::as_str).unwrap_or("")
+    }
+}
+
+/// A restart policy (`HostConfig.RestartPolicy`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct RestartPolicy {
+    /// `no`, `always`, `unless-stopped` or `on-failure` (empty means `no`).
+    pub name: String,
+    /// Retry limit for `on-failure`.
+    #[serde(default)]
+    pub max_retries: i64,
+}
+
+impl RestartPolicy {
+    /// The policy that keeps Docker from starting a parked container.
+    pub fn no() -> RestartPolicy {
+        RestartPolicy { name: "no".into(), max_retries: 0 }
+    }
+
+    /// Whether Docker never restarts a container with this policy.
+    pub fn is_no(&self) -> bool {
+        self.name.is_empty() || self.name == "no"
+    }
+}
+
+/// What `inspect` says about a container.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Container {
+    /// Full container id.
+    pub id: String,
+    /// Name without Docker's leading slash.
+    pub name: String,
+    /// Id of the image it runs (`sha256:…`).
+    pub image_id: String,
+    /// The image reference it was created from (`Config.Image`).
+    pub image_ref: String,
+    /// Whether it is running (or restarting).
+    pub running: bool,
+    /// Docker's state word: created, running, exited…
+    pub status: String,
+    /// Exit code of the last run.
+    pub exit_code: i64,
+    /// How many times Docker restarted it.
+    pub restart_count: i64,
+    /// Health status when it has a healthcheck: starting, healthy, unhealthy.
+    pub health: Option<String>,
+    /// When it last started (RFC 3339), empty if never.
+    pub started_at: String,
+    /// Labels.
+    pub labels: BTreeMap<String, String>,
+    /// Current restart policy.
+    pub restart_policy: RestartPolicy,
+    /// Networks it is attached to.
+    pub networks: Vec<Attachment>,
+    /// Its definition, for cloning.
+    pub definition: Definition,
+}
+
+impl Container {
+    /// Whether it was ever started (a created-only container was not).
+    pub fn ever_started(&self) -> bool {
+        !self.started_at.is_empty() && !self.started_at.starts_with("0001-01-01")
+    }
+}
+
+/// What `inspect` says about an image.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Image {
+    /// Image id (`sha256:…`).
+    pub id: String,
+    /// Tags pointing at it.
+    pub tags: Vec<String>,
+    /// The image's `Config` object (the defaults a container inherits).
+    pub config: serde_json::Map<String, Value>,
+}
+
+/// What swap needs to know about a network.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Network {
+    /// Network id.
+    pub id: String,
+    /// Network name.
+    pub name: String,
+    /// Driver: bridge, overlay…
+    pub driver: String,
+}
+
+/// A line of build output, passed to the caller as it arrives.
+pub type BuildProgress<'a> = &'a mut (dyn FnMut(&str) + Send);
+
+/// The Docker engine operations swap performs. Every method is a single API
+/// call (or a fixed short sequence), so a crash can only land between calls.
+pub trait Engine: Send + Sync {
+    /// Checks the daemon answers.
+    fn ping(&self) -> impl Future<Output = EngineResult<()>> + Send;
+
+    /// Inspects a container by exact name or id; `None` when it does not exist.
+    fn container(&self, name_or_id: &str) -> impl Future<Output = EngineResult<Option<Container>>> + Send;
+
+    /// Ids of every container (running or not) carrying label `key=value`.
+    fn containers_labelled(&self, key: &str, value: &str) -> impl Future<Output = EngineResult<Vec<String>>> + Send;
+
+    /// Names of every container (without the leading slash), with their ids.
+    fn container_names(&self) -> impl Future<Output = EngineResult<Vec<(String, String)>>> + Send;
+
+    /// Inspects an image by reference or id; `None` when it is not present.
+    fn image(&self, reference: &str) -> impl Future<Output = EngineResult<Option<Image>>> + Send;
+
+    /// Inspects a network by name or id; `None` when it does not exist.
+    fn network(&self, name: &str) -> impl Future<Output = EngineResult<Option<Network>>> + Send;
+
+    /// Creates (does not start) a container attached to the definition's
+    /// first network; returns its id.
+    fn create(&self, name: &str, def: &Definition) -> impl Future<Output = EngineResult<String>> + Send;
+
+    /// Attaches a container to a network.
+    fn connect(&self, id: &str, attachment: &Attachment) -> impl Future<Output = EngineResult<()>> + Send;
+
+    /// Starts a container.
+    fn start(&self, id: &str) -> impl Future<Output = EngineResult<()>> + Send;
+
+    /// Stops a container, waiting up to `timeout` before killing it.
+    fn stop(&self, id: &str, timeout: Duration) -> impl Future<Output = EngineResult<()>> + Send;
+
+    /// Renames a container.
+    fn rename(&self, id: &str, new_name: &str) -> impl Future<Output = EngineResult<()>> + Send;
+
+    /// Removes a container (forcibly, with its anonymous volumes kept).
+    fn remove(&self, id: &str) -> impl Future<Output = EngineResult<()>> + Send;
+
+    /// Changes a container's restart policy.
+    fn set_restart_policy(&self, id: &str, policy: &RestartPolicy) -> impl Future<Output = EngineResult<()>> + Send;
+
+    /// The last `lines` lines of a container's stdout and stderr.
+    fn logs_tail(&self, id: &str, lines: usize) -> impl Future<Output = EngineResult<Vec<String>>> + Send;
+
+    /// Builds an image from a tar of a build context; returns the image id.
+    fn build(
+        &self,
+        context_tar: Vec<u8>,
+        dockerfile: &str,
+        tag: Option<&str>,
+        progress: BuildProgress<'_>,
+    ) -> impl Future<Output = EngineResult<String>> + Send;
+}

@@ -1,0 +1,1 @@
+//! An in-memory Docker engine for crash simulation.
