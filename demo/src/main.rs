@@ -58,10 +58,7 @@ fn install_signal_handlers() {
 }
 
 fn port() -> u16 {
-    std::env::var("PORT")
-        .ok()
-        .and_then(|p| p.trim().parse().ok())
-        .unwrap_or(8080)
+    std::env::var("PORT").ok().and_then(|p| p.trim().parse().ok()).unwrap_or(8080)
 }
 
 fn version() -> String {
@@ -86,10 +83,7 @@ fn serve() -> ExitCode {
         eprintln!("exiting with {code}");
         std::process::exit(code);
     }
-    if let Some(ms) = std::env::var("DEMO_STARTUP_MS")
-        .ok()
-        .and_then(|ms| ms.trim().parse::<u64>().ok())
-    {
+    if let Some(ms) = std::env::var("DEMO_STARTUP_MS").ok().and_then(|ms| ms.trim().parse::<u64>().ok()) {
         std::thread::sleep(Duration::from_millis(ms));
     }
 
@@ -103,10 +97,7 @@ fn serve() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    println!(
-        "swap-demo {version} listening on {addr} (health: {})",
-        if healthy { "ok" } else { "fail" }
-    );
+    println!("swap-demo {version} listening on {addr} (health: {})", if healthy { "ok" } else { "fail" });
 
     for stream in listener.incoming() {
         let Ok(stream) = stream else { continue };

@@ -1,0 +1,188 @@
+//! From parsed flags to a finished command: validate the flags into a
+//! request (refusing bad input before anything changes), connect to Docker,
+//! run, and report the ending once. `main` is a thin shell around [`run`].
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::bollard_engine::BollardEngine;
+use crate::cli::{Cli, Command, DeployArgs, JournalCommand};
+use crate::context;
+use crate::deploy::{self, Request, Source};
+use crate::docker::Engine;
+use crate::error::Failure;
+use crate::query;
+use crate::recover::{self, Recovered};
+use crate::report::Report;
+use crate::spec::{self, Overrides, Publish};
+use crate::state::{fault_from_env, StateDir};
+
+/// Runs a command; returns the exit code.
+pub fn run(cli: Cli) -> u8 {
+    let report = Report::new(cli.json, if cli.quiet { 0 } else { 1 + cli.verbose });
+    let state = StateDir { root: cli.state_dir.clone().unwrap_or_else(StateDir::default_root) };
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => return finish(&report, Err(Failure::Incomplete(format!("cannot start the runtime: {e}")))),
+    };
+    let result = runtime.block_on(dispatch(cli.command, &state, &report));
+    finish(&report, result)
+}
+
+/// Prints the ending once, with its cause, and maps it to the exit code.
+fn finish(report: &Report, result: Result<String, Failure>) -> u8 {
+    match result {
+        Ok(message) => {
+            if !message.is_empty() {
+                report.emit(json!({"event": "result", "outcome": "ok", "exit_code": 0, "message": message}), format!("swap: {message}"));
+            }
+            0
+        }
+        Err(f) => {
+            let code = f.exit_code();
+            report.emit(
+                json!({"event": "result", "outcome": f.kind(), "exit_code": code, "message": f.to_string()}),
+                String::new(),
+            );
+            eprintln!("swap: error: {f}");
+            code
+        }
+    }
+}
+
+async fn dispatch(command: Command, state: &StateDir, report: &Report) -> Result<String, Failure> {
+    let fault = fault_from_env()?;
+    match command {
+        Command::Deploy(args) => {
+            let req = validate_deploy(&args)?;
+            let engine = connect().await?;
+            let done = deploy::deploy(&engine, state, &req, report, fault).await?;
+            Ok(if req.dry_run {
+                "dry run: nothing changed".into()
+            } else {
+                format!("deployed {} as {} (deploy {})", req.app, crate::step::short(&done.container), done.deploy)
+            })
+        }
+        Command::Recover(args) => {
+            let apps = match &args.app {
+                Some(app) => {
+                    spec::validate_app(app).map_err(Failure::BadInput)?;
+                    vec![app.clone()]
+                }
+                None => state.apps()?,
+            };
+            let engine = connect().await?;
+            let lock_wait = args.lock_wait.map(Duration::from_secs);
+            let mut worst: Option<Failure> = None;
+            let mut lines = vec![];
+            for app in apps {
+                match recover::recover_app(&engine, state, &app, args.dry_run, lock_wait, report, fault).await {
+                    Ok(r) => lines.push(match r {
+                        Recovered::Clean => format!("{app}: nothing to recover"),
+                        Recovered::RolledBack(d) => format!("{app}: rolled back deploy {d}"),
+                        Recovered::Forward(d) => format!("{app}: finished deploy {d}"),
+                    }),
+                    Err(f) => {
+                        eprintln!("swap: {app}: {f}");
+                        if worst.as_ref().is_none_or(|w| w.exit_code() < f.exit_code()) {
+                            worst = Some(f);
+                        }
+                    }
+                }
+            }
+            match worst {
+                Some(f) => Err(f),
+                None => Ok(lines.join("\n")),
+            }
+        }
+        Command::Rollback(args) => {
+            spec::validate_app(&args.app).map_err(Failure::BadInput)?;
+            let image = query::rollback_image(state, &args.app, args.to.as_deref())?;
+            let engine = connect().await?;
+            let req = Request {
+                app: args.app.clone(),
+                source: Source::Image(image.clone()),
+                overrides: Overrides::default(),
+                health_timeout: Duration::from_secs(args.health_timeout),
+                settle: Duration::from_secs(2),
+                stop_timeout: Duration::from_secs(args.stop_timeout),
+                lock_wait: args.lock_wait.map(Duration::from_secs),
+                dry_run: false,
+                command: "rollback".into(),
+            };
+            let done = deploy::deploy(&engine, state, &req, report, fault).await?;
+            Ok(format!("rolled {} back to image {} (deploy {})", args.app, crate::step::short(&image), done.deploy))
+        }
+        Command::Status(args) => {
+            let engine = connect().await?;
+            query::status(&engine, state, args.app.as_deref(), report).await
+        }
+        Command::History(a) => query::history(state, &a.app, report),
+        Command::Journal(JournalCommand::Show(a)) => query::show(state, &a.app, a.deploy.as_deref(), report),
+        Command::Journal(JournalCommand::Verify(a)) => query::verify(state, &a.app, report),
+    }
+}
+
+async fn connect() -> Result<BollardEngine, Failure> {
+    let engine = BollardEngine::connect().map_err(|e| Failure::Incomplete(format!("{e}; nothing changed")))?;
+    engine.ping().await.map_err(|e| Failure::Incomplete(format!("{e}; nothing changed")))?;
+    Ok(engine)
+}
+
+/// Checks every flag of a deploy before anything is touched.
+pub fn validate_deploy(args: &DeployArgs) -> Result<Request, Failure> {
+    let bad = Failure::BadInput;
+    spec::validate_app(&args.app).map_err(bad)?;
+    let mut overrides = match &args.spec {
+        Some(path) => Overrides::from_spec_file(path).map_err(bad)?,
+        None => Overrides::default(),
+    };
+    for e in &args.env {
+        let (k, v) = spec::parse_env(e).map_err(bad)?;
+        overrides.env.insert(k, v);
+    }
+    for p in &args.publish {
+        let p = Publish::parse(p).map_err(bad)?;
+        overrides.publish.retain(|q| (q.container_port, &q.proto) != (p.container_port, &p.proto));
+        overrides.publish.push(p);
+    }
+    for n in &args.networks {
+        if n.is_empty() {
+            return Err(bad("--network: empty network name".into()));
+        }
+        if !overrides.networks.iter().any(|a| &a.network == n) {
+            overrides.networks.push(crate::docker::Attachment { network: n.clone(), aliases: vec![], ipv4: None, ipv6: None });
+        }
+    }
+    if let Some(r) = &args.restart {
+        spec::validate_restart(r).map_err(bad)?;
+        overrides.restart = Some(r.clone());
+    }
+    let source = match (&args.image, &args.build, overrides.image.take()) {
+        (Some(i), None, _) => Source::Image(i.clone()),
+        (None, Some(dir), _) => {
+            context::validate(dir, &args.file).map_err(|e| bad(format!("{e}; nothing changed")))?;
+            Source::Build { dir: dir.clone(), dockerfile: args.file.clone(), tag: args.tag.clone() }
+        }
+        (None, None, Some(i)) => Source::Image(i),
+        _ => return Err(bad("give exactly one of --image, --build, or an image in --spec".into())),
+    };
+    if !(args.settle.is_finite() && args.settle >= 0.0) {
+        return Err(bad(format!("--settle {}: expected seconds ≥ 0", args.settle)));
+    }
+    if args.health_timeout == 0 {
+        return Err(bad("--health-timeout must be at least 1 second".into()));
+    }
+    Ok(Request {
+        app: args.app.clone(),
+        source,
+        overrides,
+        health_timeout: Duration::from_secs(args.health_timeout),
+        settle: Duration::from_secs_f64(args.settle),
+        stop_timeout: Duration::from_secs(args.stop_timeout),
+        lock_wait: args.lock_wait.map(Duration::from_secs),
+        dry_run: args.dry_run,
+        command: "deploy".into(),
+    })
+}

@@ -1,0 +1,382 @@
+//! `swap deploy`: observe what serves now, build a validated [`Plan`], and
+//! only then change anything, step by journaled step.
+//!
+//! The order is chosen for the shortest outage on a published port: the
+//! candidate is created (not started) before the old container stops, so the
+//! outage is one stop, two renames and one start. Renames happen only on
+//! stopped or never-started containers, which moby#42351 allows on overlay
+//! networks, so no network is ever disconnected.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::context;
+use crate::docker::{Container, Definition, Engine, Image};
+use crate::error::Failure;
+use crate::health::Gate;
+use crate::record::{Begin, Event, OldContainer, Outcome, RunInfo};
+use crate::recover;
+use crate::report::Report;
+use crate::run::Run;
+use crate::spec::{self, Overrides};
+use crate::state::StateDir;
+use crate::step::{short, staged_name, Inputs, Step};
+
+/// Where the candidate's image comes from.
+#[derive(Debug, Clone)]
+pub enum Source {
+    /// An image present in the local engine (swap never pulls).
+    Image(String),
+    /// A build context directory.
+    Build {
+        /// The context directory.
+        dir: PathBuf,
+        /// The Dockerfile, relative to the context.
+        dockerfile: String,
+        /// The tag to give the built image.
+        tag: Option<String>,
+    },
+}
+
+/// A deploy request whose flags have been parsed and checked.
+#[derive(Debug, Clone)]
+pub struct Request {
+    /// The app.
+    pub app: String,
+    /// The candidate's image.
+    pub source: Source,
+    /// Flag and spec-file settings for the candidate.
+    pub overrides: Overrides,
+    /// Health gate limit.
+    pub health_timeout: Duration,
+    /// Without a healthcheck, how long the candidate must stay up.
+    pub settle: Duration,
+    /// How long Docker waits for a container to stop before killing it.
+    pub stop_timeout: Duration,
+    /// How long to wait for another swap's lock.
+    pub lock_wait: Option<Duration>,
+    /// Print the plan and change nothing.
+    pub dry_run: bool,
+    /// The command, for the journal (`deploy` or `rollback`).
+    pub command: String,
+}
+
+/// What will happen, decided before anything changes.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// The deploy id.
+    pub deploy: String,
+    /// The container serving now, if any.
+    pub old: Option<Container>,
+    /// The candidate's definition (holds secrets; never journaled).
+    pub definition: Definition,
+    /// The `begin` record.
+    pub begin: Begin,
+    /// The steps, described for a person (ids not known yet shown as such).
+    pub steps: Vec<String>,
+}
+
+impl Plan {
+    /// Prints the plan.
+    pub fn show(&self, report: &Report) {
+        let mut human = format!("plan {} for {}:", self.deploy, self.begin.app);
+        for (i, s) in self.steps.iter().enumerate() {
+            human.push_str(&format!("\n  {}. {s}", i + 1));
+        }
+        report.emit(
+            json!({
+                "event": "plan", "app": self.begin.app, "deploy": self.deploy,
+                "old": self.old.as_ref().map(|o| &o.id), "image": self.begin.image,
+                "networks": self.begin.networks, "ports": self.begin.ports, "steps": self.steps,
+            }),
+            human,
+        );
+    }
+}
+
+/// Observes Docker and decides the plan. Refuses (exit 2) what cannot work:
+/// a missing image or network, a build context without a Dockerfile.
+pub async fn plan<E: Engine>(engine: &E, req: &Request, deploy: &str, run: RunInfo) -> Result<Plan, Failure> {
+    engine.ping().await.map_err(|e| Failure::Incomplete(format!("{e}; nothing changed")))?;
+    let app = &req.app;
+    let names = engine.container_names().await.map_err(incomplete)?;
+    let prefix = staged_name(app, "");
+    if let Some((name, id)) = names.iter().find(|(n, _)| n.starts_with(&prefix)) {
+        return Err(Failure::Halted(format!(
+            "container {name} ({}) exists but no unfinished deploy in the journal explains it; \
+             remove or rename it by hand (see docs/operations.md), then deploy again",
+            short(id)
+        )));
+    }
+    let old = engine.container(app).await.map_err(incomplete)?;
+    let (image, image_id) = match &req.source {
+        Source::Image(r) => {
+            let img = engine
+                .image(r)
+                .await
+                .map_err(incomplete)?
+                .ok_or_else(|| Failure::BadInput(format!("image {r:?} is not present on this Docker engine (swap never pulls; build or load it first); nothing changed")))?;
+            (r.clone(), Some(img.id))
+        }
+        Source::Build { tag, .. } => (tag.clone().unwrap_or_default(), None),
+    };
+    let image_for_def = image_id.clone().filter(|_| image.is_empty()).unwrap_or_else(|| image.clone());
+    let definition = match &old {
+        Some(o) => {
+            let old_image: Option<Image> = engine.image(&o.image_id).await.map_err(incomplete)?;
+            spec::cloned(o, old_image.as_ref(), &image_for_def, app, deploy, &req.overrides)
+        }
+        None => spec::fresh(&image_for_def, app, deploy, &req.overrides),
+    };
+    for a in &definition.networks {
+        if engine.network(&a.network).await.map_err(incomplete)?.is_none() {
+            return Err(Failure::BadInput(format!("network {:?} does not exist; nothing changed", a.network)));
+        }
+    }
+    let begin = Begin {
+        app: app.clone(),
+        run,
+        old: old.as_ref().map(|o| OldContainer {
+            id: o.id.clone(),
+            image_id: o.image_id.clone(),
+            image: o.image_ref.clone(),
+            running: o.running,
+            restart_policy: o.restart_policy.clone(),
+        }),
+        image,
+        image_id,
+        networks: definition.networks.iter().map(|a| a.network.clone()).collect(),
+        ports: spec::ports_of(&definition),
+        env_keys: spec::env_keys_of(&definition),
+        health_timeout_s: req.health_timeout.as_secs(),
+    };
+    let mut steps = vec![];
+    if let Source::Build { dir, tag, .. } = &req.source {
+        steps.push(format!("build {}{}", dir.display(), tag.as_ref().map(|t| format!(" as {t}")).unwrap_or_default()));
+    }
+    let cand = staged_name(app, "new");
+    steps.push(format!("create {cand} from {}", if begin.image.is_empty() { "the built image" } else { &begin.image }));
+    if let Some(o) = &old {
+        if !o.running {
+            steps.push(format!("start stopped old container {}", short(&o.id)));
+        }
+        steps.push(format!("park old {}: restart policy -> no", short(&o.id)));
+        steps.push(format!("stop old {}", short(&o.id)));
+        steps.push(format!("rename old {} to {}", short(&o.id), staged_name(app, "old")));
+    }
+    steps.push(format!("rename candidate to {app}"));
+    steps.push("start candidate".into());
+    steps.push("health gate, then commit".into());
+    if let Some(o) = &old {
+        steps.push(format!("remove old {}", short(&o.id)));
+    }
+    Ok(Plan { deploy: deploy.to_string(), old, definition, begin, steps })
+}
+
+fn incomplete(e: crate::docker::EngineError) -> Failure {
+    if e.is_unreachable() {
+        Failure::Incomplete(format!("{e}; nothing changed"))
+    } else {
+        Failure::Incomplete(format!("Docker: {e}; nothing changed"))
+    }
+}
+
+/// The end of a successful deploy.
+#[derive(Debug, Clone)]
+pub struct Deployed {
+    /// The deploy id.
+    pub deploy: String,
+    /// The serving container's id.
+    pub container: String,
+}
+
+/// Runs `swap deploy`: lock, recover an unfinished deploy, plan, execute.
+pub async fn deploy<E: Engine>(
+    engine: &E,
+    state: &StateDir,
+    req: &Request,
+    report: &Report,
+    fault: Option<journal::Fault>,
+) -> Result<Deployed, Failure> {
+    let deploy_id = crate::record::new_deploy_id();
+    let run = RunInfo::current(&req.command);
+    if req.dry_run {
+        let plan = plan(engine, req, &deploy_id, run).await?;
+        plan.show(report);
+        return Ok(Deployed { deploy: deploy_id, container: String::new() });
+    }
+    let what = format!("swap {} {}", req.command, req.app);
+    let (mut journal, opened) = state.open(&req.app, req.lock_wait, &what, fault)?;
+    if let Some((_, copy)) = &opened.repaired {
+        report.note(format!("repaired a torn journal tail (original kept at {})", copy.display()));
+    }
+    if let Some(unfinished) = recover::unfinished(&opened.records) {
+        report.note(format!("deploy {unfinished} was left unfinished; recovering it first"));
+        recover::resume(engine, &mut journal, &opened.records, &unfinished, report).await?;
+    }
+    let plan = plan(engine, req, &deploy_id, run).await?;
+    plan.show(report);
+    execute(engine, &mut journal, req, plan, report).await
+}
+
+/// Executes a plan under the journal's lock.
+async fn execute<E: Engine>(
+    engine: &E,
+    journal: &mut journal::Journal<Event>,
+    req: &Request,
+    mut plan: Plan,
+    report: &Report,
+) -> Result<Deployed, Failure> {
+    let app = req.app.clone();
+    let mut run = Run { engine, journal, deploy: plan.deploy.clone(), report, intended: vec![] };
+    run.append(Event::Begin(plan.begin.clone()))?;
+    match forward(&mut run, req, &mut plan).await {
+        Ok(container) => {
+            run.append(Event::End { outcome: Outcome::Deployed, reason: None })?;
+            Ok(Deployed { deploy: plan.deploy, container })
+        }
+        Err(Failure::RolledBack(reason)) => {
+            report.note(format!("{reason}; rolling back"));
+            run.rollback(&reason).await?;
+            Err(Failure::RolledBack(format!("deploy {} of {app} failed and was rolled back: {reason}", plan.deploy)))
+        }
+        Err(other) => Err(other),
+    }
+}
+
+/// The forward path up to and past the commit point.
+async fn forward<E: Engine>(run: &mut Run<'_, E>, req: &Request, plan: &mut Plan) -> Result<String, Failure> {
+    let app = req.app.as_str();
+    if let Source::Build { dir, dockerfile, tag } = &req.source {
+        let image_id = build(run, dir, dockerfile, tag.as_deref()).await?;
+        let reference = tag.clone().unwrap_or_else(|| image_id.clone());
+        plan.definition.config.insert("Image".into(), json!(reference));
+    }
+    let image_id = match plan.begin.image_id.clone() {
+        Some(id) => id,
+        None => {
+            let reference = plan.definition.image().to_string();
+            run.engine.image(&reference).await.ok().flatten().map(|i| i.id).unwrap_or(reference)
+        }
+    };
+    let inputs = Inputs { app, definition: Some(&plan.definition) };
+    let create = Step::CreateCandidate {
+        name: staged_name(app, "new"),
+        image: image_id,
+        deploy: plan.deploy.clone(),
+        networks: plan.begin.networks.clone(),
+    };
+    let cand = run.step(create, inputs).await?.expect("create returns the id");
+    let stop_s = req.stop_timeout.as_secs();
+    if let Some(old) = plan.old.clone() {
+        let mut running = old.running;
+        if !old.running {
+            // The old version must be serving if this deploy rolls back.
+            match run.step(Step::StartOld { id: old.id.clone() }, inputs).await {
+                Ok(_) => running = true,
+                Err(Failure::RolledBack(why)) => {
+                    run.report.note(format!("the old container does not start ({why}); deploying anyway"))
+                }
+                Err(other) => return Err(other),
+            }
+        }
+        run.step(Step::ParkOld { id: old.id.clone(), policy: old.restart_policy.clone() }, inputs).await?;
+        if running {
+            run.step(Step::StopOld { id: old.id.clone(), timeout_s: stop_s }, inputs).await?;
+        }
+        let rename = Step::RenameOld { id: old.id.clone(), from: app.to_string(), to: staged_name(app, "old") };
+        run.step(rename, inputs).await?;
+    }
+    let rename = Step::RenameCandidate { id: cand.clone(), from: staged_name(app, "new"), to: app.to_string() };
+    run.step(rename, inputs).await?;
+    run.step(Step::StartCandidate { id: cand.clone(), timeout_s: stop_s }, inputs).await?;
+    gate(run, req, &cand, &plan.begin.networks).await?;
+    run.append(Event::Commit { container: cand.clone() })?;
+    run.report.emit(json!({"event": "commit", "container": cand}), format!("  ● committed: {app} is {}", short(&cand)));
+    if let Some(old) = &plan.old {
+        run.step(Step::RemoveOld { id: old.id.clone() }, inputs).await?;
+    }
+    Ok(cand)
+}
+
+/// Waits for the candidate's health; on failure keeps its last log lines in
+/// the journal and on screen.
+async fn gate<E: Engine>(run: &mut Run<'_, E>, req: &Request, cand: &str, networks: &[String]) -> Result<(), Failure> {
+    let gate = Gate { timeout: req.health_timeout, settle: req.settle, poll: Duration::from_millis(100) };
+    let t = std::time::Instant::now();
+    let result = gate.wait(run.engine, cand, networks, run.report).await;
+    let ms = t.elapsed().as_millis() as u64;
+    match result {
+        Ok(outcome) => {
+            run.report.emit(
+                json!({"event": "health", "passed": true, "outcome": outcome, "ms": ms}),
+                format!("  ✓ health gate: {outcome} ({ms} ms)"),
+            );
+            run.append(Event::Health { container: cand.to_string(), outcome: outcome.into(), passed: true, logs: vec![], ms })
+        }
+        Err(rejection) => {
+            let logs = run.engine.logs_tail(cand, 20).await.unwrap_or_default();
+            let mut human = format!("  ✗ health gate ({ms} ms): {}", rejection.reason);
+            if !logs.is_empty() {
+                human.push_str("\n    candidate's last log lines:");
+                for l in &logs {
+                    human.push_str(&format!("\n    | {l}"));
+                }
+            }
+            run.report.emit(
+                json!({"event": "health", "passed": false, "outcome": rejection.reason, "ms": ms, "logs": logs}),
+                human,
+            );
+            run.append(Event::Health {
+                container: cand.to_string(),
+                outcome: rejection.reason.clone(),
+                passed: false,
+                logs,
+                ms,
+            })?;
+            if rejection.unreachable {
+                Err(Failure::Incomplete(format!("{}; run `swap recover` once Docker answers", rejection.reason)))
+            } else {
+                Err(Failure::RolledBack(rejection.reason))
+            }
+        }
+    }
+}
+
+/// The build step: journaled like any other, its output streamed to stderr.
+async fn build<E: Engine>(run: &mut Run<'_, E>, dir: &std::path::Path, dockerfile: &str, tag: Option<&str>) -> Result<String, Failure> {
+    let step = Step::Build { context: dir.display().to_string(), dockerfile: dockerfile.to_string(), tag: tag.map(str::to_string) };
+    run.append(Event::Intent { step: step.clone() })?;
+    run.intended.push(step.clone());
+    let t = std::time::Instant::now();
+    let tar = context::tar(dir).map_err(|e| Failure::BadInput(format!("build context {}: {e}", dir.display())));
+    let result = match tar {
+        Ok(tar) => {
+            let report = run.report.clone();
+            let mut progress = move |line: &str| report.detail(format!("    {}", line.trim_end()));
+            run.engine.build(tar, dockerfile, tag, &mut progress).await.map_err(|e| e.to_string())
+        }
+        Err(f) => Err(f.to_string()),
+    };
+    let ms = t.elapsed().as_millis() as u64;
+    match result {
+        Ok(id) => {
+            run.report.emit(
+                json!({"event": "step", "step": "build", "description": step.describe(), "status": "done", "ms": ms, "output": id}),
+                format!("  ✓ {} -> {} ({ms} ms)", step.describe(), short(&id)),
+            );
+            run.append(Event::Done { step, output: Some(id.clone()), ms })?;
+            Ok(id)
+        }
+        Err(error) => {
+            run.report.emit(
+                json!({"event": "step", "step": "build", "description": step.describe(), "status": "failed", "ms": ms, "error": error}),
+                format!("  ✗ {} ({ms} ms): {error}", step.describe()),
+            );
+            run.append(Event::Failed { step, error: error.clone(), ms })?;
+            Err(Failure::RolledBack(format!("build failed: {error}")))
+        }
+    }
+}

@@ -1,0 +1,79 @@
+//! How a swap command ends, and the exit code each ending maps to. The codes
+//! are a public contract (`docs/exit-codes.md`); this is the one place that
+//! assigns them.
+
+/// A command's unsuccessful ending.
+#[derive(Debug, thiserror::Error)]
+pub enum Failure {
+    /// The deploy failed and was rolled back; the previous version serves.
+    #[error("{0}")]
+    RolledBack(String),
+    /// The input was refused before anything changed.
+    #[error("{0}")]
+    BadInput(String),
+    /// Another swap holds the app's lock; nothing changed.
+    #[error("{0}")]
+    Locked(String),
+    /// The journal is corrupt or Docker holds something it cannot explain;
+    /// nothing further changed; an operator is needed.
+    #[error("{0}")]
+    Halted(String),
+    /// A transient failure (Docker unreachable, journal write failed) left
+    /// the deploy unfinished; `swap recover` completes it.
+    #[error("{0}")]
+    Incomplete(String),
+}
+
+impl Failure {
+    /// The documented exit code.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Failure::RolledBack(_) => 1,
+            Failure::BadInput(_) => 2,
+            Failure::Locked(_) => 3,
+            Failure::Halted(_) => 4,
+            Failure::Incomplete(_) => 5,
+        }
+    }
+
+    /// The short name used in JSON output.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Failure::RolledBack(_) => "rolled_back",
+            Failure::BadInput(_) => "bad_input",
+            Failure::Locked(_) => "locked",
+            Failure::Halted(_) => "halted",
+            Failure::Incomplete(_) => "incomplete",
+        }
+    }
+}
+
+impl From<journal::OpenError> for Failure {
+    fn from(e: journal::OpenError) -> Failure {
+        match e {
+            journal::OpenError::Locked { .. } => Failure::Locked(format!("{e}; nothing changed")),
+            journal::OpenError::Read(r) => Failure::from(r),
+            journal::OpenError::Io { .. } => Failure::BadInput(format!("{e}; nothing changed")),
+            other => Failure::Incomplete(other.to_string()),
+        }
+    }
+}
+
+impl From<journal::ReadError> for Failure {
+    fn from(e: journal::ReadError) -> Failure {
+        match e {
+            journal::ReadError::Io { .. } => Failure::Incomplete(e.to_string()),
+            _ => Failure::Halted(format!(
+                "{e}; nothing was changed. `swap journal verify` shows the damage; see docs/operations.md"
+            )),
+        }
+    }
+}
+
+impl From<journal::AppendError> for Failure {
+    fn from(e: journal::AppendError) -> Failure {
+        Failure::Incomplete(format!(
+            "{e}; the step that could not be journaled did not run. Free the disk, then run `swap recover`"
+        ))
+    }
+}

@@ -1,0 +1,213 @@
+//! `swap recover`: finish or reverse a deploy that a crash left unfinished.
+//!
+//! The journal says what was intended and in which order; Docker, observed
+//! by container id and labels, says what happened. Before the commit record
+//! every intended step is undone where its effect shows (rollback); after
+//! it, the deploy is finished (forward). Anything Docker holds that the
+//! journal cannot explain halts recovery without changing anything.
+//! `docs/recovery.md` has the decision table.
+
+use serde_json::json;
+
+use crate::docker::Engine;
+use crate::error::Failure;
+use crate::record::{Begin, Event, Outcome, RunInfo};
+use crate::report::Report;
+use crate::run::{retry_unreachable, Run};
+use crate::state::StateDir;
+use crate::step::{short, Step, StepError, LABEL_DEPLOY};
+
+/// What recovery found and did for one app.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Recovered {
+    /// The journal ends with a finished deploy: nothing to do.
+    Clean,
+    /// The unfinished deploy was rolled back.
+    RolledBack(String),
+    /// The unfinished deploy was finished.
+    Forward(String),
+}
+
+/// The unfinished deploy in a journal: the last one that began and did not end.
+pub fn unfinished(records: &[journal::Record<Event>]) -> Option<String> {
+    let last_begin = records.iter().rev().find(|r| matches!(r.data, Event::Begin(_)))?;
+    let ended = records.iter().any(|r| r.group == last_begin.group && matches!(r.data, Event::End { .. }));
+    (!ended).then(|| last_begin.group.clone())
+}
+
+/// The decision for an unfinished deploy, and the evidence for it.
+#[derive(Debug, Clone)]
+struct Decision {
+    begin: Begin,
+    /// Steps whose intent is durable, in order.
+    intended: Vec<Step>,
+    /// The committed candidate, when the commit record is durable.
+    committed: Option<String>,
+}
+
+fn decide(records: &[journal::Record<Event>], deploy: &str) -> Result<Decision, Failure> {
+    let mine = records.iter().filter(|r| r.group == deploy);
+    let mut begin = None;
+    let mut intended: Vec<Step> = vec![];
+    let mut committed = None;
+    for r in mine {
+        match &r.data {
+            Event::Begin(b) => begin = Some(b.clone()),
+            Event::Intent { step } if !intended.contains(step) => intended.push(step.clone()),
+            Event::Commit { container } => committed = Some(container.clone()),
+            _ => {}
+        }
+    }
+    let begin = begin.ok_or_else(|| Failure::Halted(format!("deploy {deploy} has no begin record")))?;
+    Ok(Decision { begin, intended, committed })
+}
+
+/// Resumes an unfinished deploy under the journal's lock.
+pub async fn resume<E: Engine>(
+    engine: &E,
+    journal: &mut journal::Journal<Event>,
+    records: &[journal::Record<Event>],
+    deploy: &str,
+    report: &Report,
+) -> Result<Recovered, Failure> {
+    let d = decide(records, deploy)?;
+    retry_unreachable(|| async { engine.ping().await.map_err(StepError::from) })
+        .await
+        .map_err(|e| Failure::Incomplete(format!("{e}; the journal is intact, run `swap recover` again later")))?;
+    let mut run = Run { engine, journal, deploy: deploy.to_string(), report, intended: vec![] };
+    let app = d.begin.app.clone();
+    match &d.committed {
+        Some(cand) => {
+            run.append(Event::Recovery { run: RunInfo::current("recover"), decision: "forward".into() })?;
+            report.note(format!("deploy {deploy} had committed; finishing it"));
+            let c = observe(engine, cand).await?;
+            let Some(c) = c else {
+                return Err(run.halt(format!("the committed container {} of {app} is gone", short(cand))));
+            };
+            if c.name != app {
+                return Err(run.halt(format!(
+                    "the committed container {} is named {}, not {app}",
+                    short(cand),
+                    c.name
+                )));
+            }
+            if !c.running {
+                run.step_observed(Step::StartCandidate { id: cand.clone(), timeout_s: 10 }).await?;
+            }
+            if let Some(old) = &d.begin.old {
+                run.step_observed(Step::RemoveOld { id: old.id.clone() }).await?;
+            }
+            run.append(Event::End { outcome: Outcome::Deployed, reason: Some("finished by recovery".into()) })?;
+            Ok(Recovered::Forward(deploy.to_string()))
+        }
+        None => {
+            if let Some(why) = unexplained(engine, &d, deploy).await? {
+                return Err(run.halt(why));
+            }
+            run.append(Event::Recovery { run: RunInfo::current("recover"), decision: "rollback".into() })?;
+            report.note(format!("deploy {deploy} had not committed; rolling it back"));
+            run.intended = d.intended;
+            run.rollback("interrupted before the commit point; rolled back by recovery").await?;
+            Ok(Recovered::RolledBack(deploy.to_string()))
+        }
+    }
+}
+
+async fn observe<E: Engine>(engine: &E, id: &str) -> Result<Option<crate::docker::Container>, Failure> {
+    retry_unreachable(|| async { engine.container(id).await.map_err(StepError::from) })
+        .await
+        .map_err(|e| Failure::Incomplete(format!("{e}; the journal is intact, run `swap recover` again later")))
+}
+
+/// Checks, before rolling back, that Docker holds nothing the journal cannot
+/// explain: the old container must still exist, and the app's name may only
+/// be held by the old container or this deploy's candidate.
+async fn unexplained<E: Engine>(engine: &E, d: &Decision, deploy: &str) -> Result<Option<String>, Failure> {
+    let app = &d.begin.app;
+    if let Some(old) = &d.begin.old {
+        if observe(engine, &old.id).await?.is_none() {
+            return Ok(Some(format!(
+                "the old container {} of {app} is gone: it was removed outside swap before the deploy committed \
+                 (its image {} is kept)",
+                short(&old.id),
+                short(&old.image_id)
+            )));
+        }
+    }
+    if let Some(holder) = observe(engine, app).await? {
+        let is_old = d.begin.old.as_ref().is_some_and(|o| o.id == holder.id);
+        let is_candidate = holder.labels.get(LABEL_DEPLOY).map(String::as_str) == Some(deploy);
+        if !is_old && !is_candidate {
+            return Ok(Some(format!(
+                "container {} ({}) holds the name {app} but is neither the old container nor this deploy's candidate",
+                short(&holder.id),
+                holder.image_ref
+            )));
+        }
+    }
+    Ok(None)
+}
+
+/// Runs `swap recover` for one app.
+pub async fn recover_app<E: Engine>(
+    engine: &E,
+    state: &StateDir,
+    app: &str,
+    dry_run: bool,
+    lock_wait: Option<std::time::Duration>,
+    report: &Report,
+    fault: Option<journal::Fault>,
+) -> Result<Recovered, Failure> {
+    let path = state.journal(app);
+    if dry_run {
+        if !path.exists() {
+            return Err(Failure::BadInput(format!("no journal for {app} at {}", path.display())));
+        }
+        let replay = journal::read::<Event>(&path)?;
+        return explain(engine, &replay.records, app, report).await;
+    }
+    if !path.exists() {
+        return Err(Failure::BadInput(format!("no journal for {app} at {}; nothing to recover", path.display())));
+    }
+    let (mut journal, opened) = state.open(app, lock_wait, &format!("swap recover {app}"), fault)?;
+    if let Some((tail, copy)) = &opened.repaired {
+        report.note(format!("repaired a torn journal tail ({tail:?}; original kept at {})", copy.display()));
+    }
+    match unfinished(&opened.records) {
+        None => Ok(Recovered::Clean),
+        Some(deploy) => resume(engine, &mut journal, &opened.records, &deploy, report).await,
+    }
+}
+
+/// `recover --dry-run`: prints the decision, the evidence and the plan.
+async fn explain<E: Engine>(engine: &E, records: &[journal::Record<Event>], app: &str, report: &Report) -> Result<Recovered, Failure> {
+    let Some(deploy) = unfinished(records) else {
+        report.emit(json!({"event": "decision", "app": app, "decision": "none"}), format!("{app}: no unfinished deploy; nothing to do"));
+        return Ok(Recovered::Clean);
+    };
+    let d = decide(records, &deploy)?;
+    let mut evidence = vec![];
+    let mut human = String::new();
+    for step in &d.intended {
+        let observed = match step.observe(engine).await {
+            Ok(Some(_)) => "in effect",
+            Ok(None) => "not in effect",
+            Err(StepError::Unexplained(_)) => "container gone",
+            Err(_) => "unknown (Docker error)",
+        };
+        human.push_str(&format!("\n  - {}: {observed}", step.describe()));
+        evidence.push(json!({"step": step.name(), "description": step.describe(), "observed": observed}));
+    }
+    let (decision, why) = match &d.committed {
+        Some(c) => ("forward", format!("the commit record for {} is durable", short(c))),
+        None => match unexplained(engine, &d, &deploy).await? {
+            Some(why) => ("halt", why),
+            None => ("rollback", "no commit record: undo every step in effect, newest first".to_string()),
+        },
+    };
+    report.emit(
+        json!({"event": "decision", "app": app, "deploy": deploy, "decision": decision, "why": why, "evidence": evidence}),
+        format!("{app}: deploy {deploy} is unfinished; decision: {decision} ({why}); steps intended:{human}"),
+    );
+    Ok(Recovered::Clean)
+}

@@ -1,0 +1,91 @@
+//! Progress output. A person reads one line per step on stderr; a script
+//! reads one JSON object per line on stdout with `--json`. Every event is
+//! built once with both forms, so the two never tell different stories.
+//!
+//! # Format (`--json`, deploy and recover progress)
+//! One object per line, each with an `"event"` field:
+//! - `plan`: `app`, `deploy`, `steps` (descriptions), `old` (container id or
+//!   null), `image`; printed before anything changes (and alone with `--dry-run`).
+//! - `step`: `step` (name), `description`, `status` (`done`, `failed`,
+//!   `skipped`), `ms`, and `error` when it failed, `output` when it produced
+//!   an id.
+//! - `undo`: `step`, `description`, `status`, `ms`.
+//! - `health`: `passed`, `outcome`, `ms`, `logs` (the candidate's last lines
+//!   when it failed).
+//! - `note`: `message`.
+//! - `result`: `outcome` (`deployed`, `rolled_back`, `recovered`, `clean`,
+//!   or a failure kind), `exit_code`, `deploy`, `message`.
+//!
+//! `docs/json-output.md` holds the schemas and their stability promise.
+
+use std::io::{IsTerminal, Write};
+
+use serde_json::Value;
+
+/// Where progress goes.
+#[derive(Debug, Clone)]
+pub struct Report {
+    /// Machine output on stdout.
+    json: bool,
+    /// Human output level: 0 quiet, 1 normal, 2 verbose.
+    verbosity: u8,
+    /// Whether stderr is a terminal (for transient progress lines).
+    tty: bool,
+}
+
+impl Report {
+    /// A reporter for the given flags.
+    pub fn new(json: bool, verbosity: u8) -> Report {
+        Report { json, verbosity, tty: std::io::stderr().is_terminal() }
+    }
+
+    /// A reporter that prints nothing (tests and benchmarks).
+    pub fn silent() -> Report {
+        Report { json: false, verbosity: 0, tty: false }
+    }
+
+    /// Emits one event: its JSON object on stdout with `--json`, its human
+    /// line on stderr unless quiet.
+    pub fn emit(&self, value: Value, human: impl AsRef<str>) {
+        if self.json {
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "{value}");
+            let _ = out.flush();
+        }
+        if self.verbosity >= 1 {
+            let _ = writeln!(std::io::stderr().lock(), "{}", human.as_ref());
+        }
+    }
+
+    /// A human-only line shown with `-v`.
+    pub fn detail(&self, human: impl AsRef<str>) {
+        if self.verbosity >= 2 {
+            let _ = writeln!(std::io::stderr().lock(), "{}", human.as_ref());
+        }
+    }
+
+    /// A transient "still waiting" line, only on a terminal.
+    pub fn waiting(&self, human: &str) {
+        if self.tty && self.verbosity >= 1 {
+            let _ = write!(std::io::stderr().lock(), "\r\x1b[2K  … {human}");
+        }
+    }
+
+    /// Clears a transient line.
+    pub fn waiting_done(&self) {
+        if self.tty && self.verbosity >= 1 {
+            let _ = write!(std::io::stderr().lock(), "\r\x1b[2K");
+        }
+    }
+
+    /// A note for a person (and a `note` event for scripts).
+    pub fn note(&self, message: impl AsRef<str>) {
+        let m = message.as_ref();
+        self.emit(serde_json::json!({"event": "note", "message": m}), format!("swap: {m}"));
+    }
+
+    /// Whether JSON goes to stdout.
+    pub fn is_json(&self) -> bool {
+        self.json
+    }
+}

@@ -1,0 +1,168 @@
+//! The journaled execution of steps: every step's intent is durable before
+//! its Docker call and its outcome before the next intent; compensations
+//! are journaled the same way, so a crash during a rollback resumes the
+//! rollback. Deploy and recovery both drive their steps through here.
+
+use std::time::{Duration, Instant};
+
+use journal::Journal;
+use serde_json::json;
+
+use crate::docker::Engine;
+use crate::error::Failure;
+use crate::record::{Event, Outcome};
+use crate::report::Report;
+use crate::step::{Inputs, Step, StepError};
+
+/// How often, and how patiently, a compensation retries an unreachable
+/// daemon before the run ends as incomplete (exit 5).
+const UNREACHABLE_RETRIES: u32 = 6;
+
+/// One deploy's journaled execution.
+#[derive(Debug)]
+pub struct Run<'a, E> {
+    /// The Docker engine.
+    pub engine: &'a E,
+    /// The app's journal, locked.
+    pub journal: &'a mut Journal<Event>,
+    /// The deploy id: the journal group of every record written.
+    pub deploy: String,
+    /// Where progress goes.
+    pub report: &'a Report,
+    /// Steps whose intent is durable, in order: what a rollback undoes.
+    pub intended: Vec<Step>,
+}
+
+impl<'a, E: Engine> Run<'a, E> {
+    /// Appends a record of this deploy; a failure ends the run as incomplete
+    /// and nothing further runs.
+    pub fn append(&mut self, event: Event) -> Result<(), Failure> {
+        self.journal.append(&self.deploy, event)?;
+        Ok(())
+    }
+
+    /// Runs a step: intent, apply, outcome. A live deploy applies without
+    /// observing first: its intent was just written by the only process
+    /// holding the lock, so nothing can have happened yet.
+    pub async fn step(&mut self, step: Step, inputs: Inputs<'_>) -> Result<Option<String>, Failure> {
+        self.append(Event::Intent { step: step.clone() })?;
+        self.intended.push(step.clone());
+        let t = Instant::now();
+        let result = step.apply(self.engine, inputs).await;
+        self.finish_step(step, t, result).await
+    }
+
+    /// Runs a step only if observation says its effect is not in place yet
+    /// (recovery going forward).
+    pub async fn step_observed(&mut self, step: Step) -> Result<Option<String>, Failure> {
+        self.append(Event::Intent { step: step.clone() })?;
+        self.intended.push(step.clone());
+        let t = Instant::now();
+        let result = match retry_unreachable(|| step.observe(self.engine)).await {
+            Ok(Some(out)) => Ok(Some(out)),
+            Ok(None) => step.apply(self.engine, Inputs { app: "", definition: None }).await,
+            Err(e) => Err(e),
+        };
+        self.finish_step(step, t, result).await
+    }
+
+    async fn finish_step(
+        &mut self,
+        step: Step,
+        t: Instant,
+        result: Result<Option<String>, StepError>,
+    ) -> Result<Option<String>, Failure> {
+        let ms = t.elapsed().as_millis() as u64;
+        match result {
+            Ok(output) => {
+                let out = output.clone();
+                self.report.emit(
+                    json!({"event": "step", "step": step.name(), "description": step.describe(), "status": "done", "ms": ms, "output": out}),
+                    format!("  ✓ {} ({ms} ms)", step.describe()),
+                );
+                self.append(Event::Done { step, output, ms })?;
+                Ok(out)
+            }
+            Err(e) => {
+                let error = e.to_string();
+                self.report.emit(
+                    json!({"event": "step", "step": step.name(), "description": step.describe(), "status": "failed", "ms": ms, "error": error}),
+                    format!("  ✗ {} ({ms} ms): {error}", step.describe()),
+                );
+                let failure = match &e {
+                    StepError::Unexplained(m) => Failure::Halted(m.clone()),
+                    e if e.is_unreachable() => Failure::Incomplete(error.clone()),
+                    _ => Failure::RolledBack(format!("{} failed: {error}", step.name())),
+                };
+                self.append(Event::Failed { step, error, ms })?;
+                Err(failure)
+            }
+        }
+    }
+
+    /// Undoes every intended step, newest first, each only where Docker
+    /// shows its effect, then records the end. Stops at anything Docker
+    /// holds that the journal cannot explain (halt) or an unreachable daemon
+    /// (incomplete); a later `swap recover` resumes from there.
+    pub async fn rollback(&mut self, reason: &str) -> Result<(), Failure> {
+        let steps: Vec<Step> = self.intended.iter().rev().cloned().collect();
+        for step in steps {
+            if matches!(step, Step::Build { .. } | Step::StartOld { .. } | Step::RemoveOld { .. }) {
+                continue;
+            }
+            self.append(Event::UndoIntent { step: step.clone() })?;
+            let t = Instant::now();
+            match retry_unreachable(|| async { step.compensate(self.engine).await.map(|_| None::<String>) }).await {
+                Ok(_) => {
+                    let ms = t.elapsed().as_millis() as u64;
+                    self.report.emit(
+                        json!({"event": "undo", "step": step.name(), "description": step.describe(), "status": "done", "ms": ms}),
+                        format!("  ↶ undo {} ({ms} ms)", step.describe()),
+                    );
+                    self.append(Event::UndoDone { step, ms })?;
+                }
+                Err(StepError::Unexplained(why)) => return Err(self.halt(why)),
+                Err(e) => {
+                    return Err(Failure::Incomplete(format!(
+                        "rollback could not undo {}: {e}; run `swap recover` once Docker answers",
+                        step.name()
+                    )))
+                }
+            }
+        }
+        self.append(Event::End { outcome: Outcome::RolledBack, reason: Some(reason.to_string()) })?;
+        Ok(())
+    }
+
+    /// Records a halt; the deploy stays unfinished for the operator.
+    pub fn halt(&mut self, why: String) -> Failure {
+        let reason = format!(
+            "{why}. swap changed nothing further; fix the containers by hand (see docs/operations.md, \"Recovery halted\"), then run `swap recover`"
+        );
+        if let Err(f) = self.append(Event::Halt { reason: reason.clone() }) {
+            return f;
+        }
+        Failure::Halted(reason)
+    }
+}
+
+/// Retries an engine operation while the daemon is unreachable, with a
+/// bounded backoff (about 15 s in all).
+pub async fn retry_unreachable<T, F, Fut>(mut op: F) -> Result<T, StepError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, StepError>>,
+{
+    let mut delay = Duration::from_millis(250);
+    let mut tries = 0;
+    loop {
+        match op().await {
+            Err(e) if e.is_unreachable() && tries < UNREACHABLE_RETRIES => {
+                tries += 1;
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+            other => return other,
+        }
+    }
+}

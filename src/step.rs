@@ -1,0 +1,389 @@
+//! The steps of a deploy. Each step says how to observe whether its effect
+//! is in place, how to apply it and how to undo it (its compensation), so a
+//! restarted process can finish or reverse a deploy from whatever Docker
+//! really holds. Observation is by container id and labels from `inspect`,
+//! never by name substring: Docker's `name=` filter is a regular expression.
+//!
+//! Steps are journaled; everything they carry is safe to write down.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::docker::{Attachment, Definition, Engine, EngineError, RestartPolicy};
+
+/// Label every container swap creates carries: the app it belongs to.
+pub const LABEL_APP: &str = "swap.app";
+/// Label every container swap creates carries: the deploy that created it.
+pub const LABEL_DEPLOY: &str = "swap.deploy";
+
+/// The name a container has while parked or staged by a deploy.
+pub fn staged_name(app: &str, role: &str) -> String {
+    format!("{app}--swap-{role}")
+}
+
+/// One step of a deploy, with everything needed to observe, apply and undo
+/// it without the plan that produced it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "step", rename_all = "snake_case")]
+pub enum Step {
+    /// Build the candidate's image from a context directory.
+    Build {
+        /// The context directory.
+        context: String,
+        /// The Dockerfile, relative to the context.
+        dockerfile: String,
+        /// The tag to give the image, if any.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tag: Option<String>,
+    },
+    /// Start an old container found stopped, so it is the version serving
+    /// if the deploy rolls back.
+    StartOld {
+        /// The old container's id.
+        id: String,
+    },
+    /// Create the candidate (not started) under its staging name, labelled
+    /// with the deploy id, attached to its networks.
+    CreateCandidate {
+        /// The staging name.
+        name: String,
+        /// The image id it runs.
+        image: String,
+        /// The deploy id in its `swap.deploy` label: how it is found when
+        /// the creation was not recorded.
+        deploy: String,
+        /// Networks it is attached to.
+        networks: Vec<String>,
+    },
+    /// Set the old container's restart policy to `no`, so a reboot while it
+    /// is parked cannot bring back both versions.
+    ParkOld {
+        /// The old container's id.
+        id: String,
+        /// Its policy before, restored by the compensation.
+        policy: RestartPolicy,
+    },
+    /// Stop the old container: the outage begins.
+    StopOld {
+        /// The old container's id.
+        id: String,
+        /// Seconds Docker waits before killing it.
+        timeout_s: u64,
+    },
+    /// Rename the stopped old container away from the app's name. Renaming a
+    /// running container on an overlay network fails (moby#42351); a stopped
+    /// one renames fine.
+    RenameOld {
+        /// The old container's id.
+        id: String,
+        /// The app's name, which it gives up.
+        from: String,
+        /// Its parking name.
+        to: String,
+    },
+    /// Give the not-yet-started candidate the app's name.
+    RenameCandidate {
+        /// The candidate's id.
+        id: String,
+        /// Its staging name, which the compensation restores.
+        from: String,
+        /// The app's name.
+        to: String,
+    },
+    /// Start the candidate: the outage ends when it answers.
+    StartCandidate {
+        /// The candidate's id.
+        id: String,
+        /// Seconds Docker waits before killing it when it is stopped again.
+        timeout_s: u64,
+    },
+    /// After the commit point: remove the old container. Its image stays.
+    RemoveOld {
+        /// The old container's id.
+        id: String,
+    },
+}
+
+/// Why a step or a compensation could not go on.
+#[derive(Debug, thiserror::Error)]
+pub enum StepError {
+    /// Docker refused or failed; the deploy rolls back.
+    #[error("{0}")]
+    Engine(#[from] EngineError),
+    /// Docker holds something the journal cannot explain: stop, change
+    /// nothing further, and ask an operator.
+    #[error("{0}")]
+    Unexplained(String),
+}
+
+impl StepError {
+    /// Whether the daemon could not be reached.
+    pub fn is_unreachable(&self) -> bool {
+        matches!(self, StepError::Engine(e) if e.is_unreachable())
+    }
+}
+
+/// What steps need besides themselves to apply: the non-journaled parts of
+/// the plan.
+#[derive(Debug, Clone, Copy)]
+pub struct Inputs<'a> {
+    /// The app's name.
+    pub app: &'a str,
+    /// The candidate's full definition (holds secrets; never journaled).
+    pub definition: Option<&'a Definition>,
+}
+
+/// How long the moby PR#41011 race is retried before giving up.
+const NETWORK_RACE_RETRIES: u32 = 8;
+
+/// Starts a container, retrying the moby PR#41011 race: when the last
+/// container on a node leaves an attachable overlay, the node-local network
+/// is torn down asynchronously and a start right after fails for a moment.
+pub async fn start_with_retry<E: Engine>(engine: &E, id: &str) -> Result<(), EngineError> {
+    let mut delay = Duration::from_millis(50);
+    let mut tries = 0;
+    loop {
+        match engine.start(id).await {
+            Err(e) if e.is_network_race() && tries < NETWORK_RACE_RETRIES => {
+                tries += 1;
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(2));
+            }
+            other => return other,
+        }
+    }
+}
+
+async fn connect_with_retry<E: Engine>(engine: &E, id: &str, a: &Attachment) -> Result<(), EngineError> {
+    let mut delay = Duration::from_millis(50);
+    let mut tries = 0;
+    loop {
+        match engine.connect(id, a).await {
+            Err(e) if e.is_network_race() && tries < NETWORK_RACE_RETRIES => {
+                tries += 1;
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(2));
+            }
+            other => return other,
+        }
+    }
+}
+
+impl Step {
+    /// Short name of the step, as in the journal's `step` field.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Step::Build { .. } => "build",
+            Step::StartOld { .. } => "start_old",
+            Step::CreateCandidate { .. } => "create_candidate",
+            Step::ParkOld { .. } => "park_old",
+            Step::StopOld { .. } => "stop_old",
+            Step::RenameOld { .. } => "rename_old",
+            Step::RenameCandidate { .. } => "rename_candidate",
+            Step::StartCandidate { .. } => "start_candidate",
+            Step::RemoveOld { .. } => "remove_old",
+        }
+    }
+
+    /// One line for a person.
+    pub fn describe(&self) -> String {
+        match self {
+            Step::Build { context, tag, .. } => match tag {
+                Some(t) => format!("build {context} as {t}"),
+                None => format!("build {context}"),
+            },
+            Step::StartOld { id } => format!("start stopped old container {}", short(id)),
+            Step::CreateCandidate { name, image, networks, .. } => {
+                let nets = if networks.is_empty() { String::new() } else { format!(" on {}", networks.join(", ")) };
+                format!("create {name} from {}{nets}", short_image(image))
+            }
+            Step::ParkOld { id, policy } => {
+                format!("park old {}: restart policy {} -> no", short(id), display_policy(policy))
+            }
+            Step::StopOld { id, .. } => format!("stop old {}", short(id)),
+            Step::RenameOld { id, to, .. } => format!("rename old {} to {to}", short(id)),
+            Step::RenameCandidate { id, to, .. } => format!("rename candidate {} to {to}", short(id)),
+            Step::StartCandidate { id, .. } => format!("start candidate {}", short(id)),
+            Step::RemoveOld { id } => format!("remove old {}", short(id)),
+        }
+    }
+
+    /// The container the step acts on, when it is known.
+    fn target(&self) -> Option<&str> {
+        match self {
+            Step::Build { .. } | Step::CreateCandidate { .. } => None,
+            Step::StartOld { id }
+            | Step::ParkOld { id, .. }
+            | Step::StopOld { id, .. }
+            | Step::RenameOld { id, .. }
+            | Step::RenameCandidate { id, .. }
+            | Step::StartCandidate { id, .. }
+            | Step::RemoveOld { id } => Some(id),
+        }
+    }
+
+    /// Whether the step's effect is already in place, as Docker shows it.
+    /// Returns the candidate's id for `CreateCandidate`.
+    pub async fn observe<E: Engine>(&self, engine: &E) -> Result<Option<String>, StepError> {
+        if let Step::CreateCandidate { deploy, .. } = self {
+            return Ok(engine.containers_labelled(LABEL_DEPLOY, deploy).await?.into_iter().next());
+        }
+        if let Step::Build { .. } = self {
+            return Ok(None);
+        }
+        let id = self.target().expect("container step");
+        let Some(c) = engine.container(id).await? else {
+            return match self {
+                Step::RemoveOld { .. } => Ok(Some(id.to_string())),
+                _ => Err(StepError::Unexplained(format!(
+                    "container {} ({}) is gone: it was removed outside swap",
+                    short(id),
+                    self.name()
+                ))),
+            };
+        };
+        let done = match self {
+            Step::StartOld { .. } | Step::StartCandidate { .. } => c.running,
+            Step::ParkOld { .. } => c.restart_policy.is_no(),
+            Step::StopOld { .. } => !c.running,
+            Step::RenameOld { to, .. } | Step::RenameCandidate { to, .. } => c.name == *to,
+            Step::RemoveOld { .. } => false,
+            Step::Build { .. } | Step::CreateCandidate { .. } => unreachable!(),
+        };
+        Ok(done.then_some(c.id))
+    }
+
+    /// Applies the step. Returns its output (candidate id, image id).
+    /// Callers observe first; applying twice is safe only where Docker's own
+    /// answer is idempotent.
+    pub async fn apply<E: Engine>(&self, engine: &E, inputs: Inputs<'_>) -> Result<Option<String>, StepError> {
+        match self {
+            Step::Build { .. } => unreachable!("builds are run by the deploy, which holds the context"),
+            Step::StartOld { id } => start_with_retry(engine, id).await?,
+            Step::CreateCandidate { name, .. } => {
+                let def = inputs.definition.expect("the deploy passes the candidate's definition");
+                let id = engine.create(name, def).await?;
+                for a in def.networks.iter().skip(1) {
+                    connect_with_retry(engine, &id, a).await?;
+                }
+                return Ok(Some(id));
+            }
+            Step::ParkOld { id, .. } => engine.set_restart_policy(id, &RestartPolicy::no()).await?,
+            Step::StopOld { id, timeout_s } => engine.stop(id, Duration::from_secs(*timeout_s)).await?,
+            Step::RenameOld { id, to, .. } | Step::RenameCandidate { id, to, .. } => {
+                engine.rename(id, to).await?
+            }
+            Step::StartCandidate { id, .. } => start_with_retry(engine, id).await?,
+            Step::RemoveOld { id } => match engine.remove(id).await {
+                Err(EngineError::NotFound(_)) => {}
+                other => other?,
+            },
+        }
+        Ok(None)
+    }
+
+    /// Undoes the step if its effect is in place; does nothing otherwise.
+    /// Compensations run in reverse order of the steps, so each finds the
+    /// world the way its step left it.
+    pub async fn compensate<E: Engine>(&self, engine: &E) -> Result<(), StepError> {
+        match self {
+            // The image stays: it is harmless, and a failed build made none.
+            Step::Build { .. } => Ok(()),
+            // The old version must serve after a rollback: leave it running.
+            Step::StartOld { .. } => Ok(()),
+            Step::CreateCandidate { deploy, .. } => {
+                for id in engine.containers_labelled(LABEL_DEPLOY, deploy).await? {
+                    match engine.remove(&id).await {
+                        Err(EngineError::NotFound(_)) => {}
+                        other => other?,
+                    }
+                }
+                Ok(())
+            }
+            Step::ParkOld { id, policy } => {
+                let c = self.existing(engine, id).await?;
+                if c.restart_policy != *policy && !(c.restart_policy.is_no() && policy.is_no()) {
+                    engine.set_restart_policy(id, policy).await?;
+                }
+                Ok(())
+            }
+            Step::StopOld { id, .. } => {
+                let c = self.existing(engine, id).await?;
+                if !c.running {
+                    start_with_retry(engine, id).await?;
+                }
+                Ok(())
+            }
+            Step::RenameOld { id, from, .. } => {
+                let c = self.existing(engine, id).await?;
+                if c.name != *from {
+                    if let Some(holder) = engine.container(from).await? {
+                        return Err(StepError::Unexplained(format!(
+                            "container {} ({}) holds the name {from}, which the old container {} must get back",
+                            short(&holder.id),
+                            holder.image_ref,
+                            short(id)
+                        )));
+                    }
+                    engine.rename(id, from).await?;
+                }
+                Ok(())
+            }
+            Step::RenameCandidate { id, from, to } => {
+                // A candidate already removed has given the name back.
+                let Some(c) = engine.container(id).await? else { return Ok(()) };
+                if c.name == *to {
+                    if c.running {
+                        // moby#42351: a running overlay container cannot be renamed.
+                        engine.stop(id, Duration::from_secs(1)).await?;
+                    }
+                    engine.rename(id, from).await?;
+                }
+                Ok(())
+            }
+            Step::StartCandidate { id, timeout_s } => {
+                if let Some(c) = engine.container(id).await? {
+                    if c.running {
+                        engine.stop(id, Duration::from_secs(*timeout_s)).await?;
+                    }
+                }
+                Ok(())
+            }
+            // Past the commit point there is no way back.
+            Step::RemoveOld { .. } => Ok(()),
+        }
+    }
+
+    async fn existing<E: Engine>(&self, engine: &E, id: &str) -> Result<crate::docker::Container, StepError> {
+        engine.container(id).await?.ok_or_else(|| {
+            StepError::Unexplained(format!(
+                "the old container {} is gone: it was removed outside swap before the deploy committed; \
+                 its image is kept, deploy it again with `swap deploy`",
+                short(id)
+            ))
+        })
+    }
+}
+
+/// The first 12 characters of an id, as Docker shows it.
+pub fn short(id: &str) -> &str {
+    let id = id.strip_prefix("sha256:").unwrap_or(id);
+    &id[..id.len().min(12)]
+}
+
+fn short_image(image: &str) -> String {
+    if image.starts_with("sha256:") {
+        format!("image {}", short(image))
+    } else {
+        image.to_string()
+    }
+}
+
+fn display_policy(p: &RestartPolicy) -> &str {
+    if p.name.is_empty() {
+        "no"
+    } else {
+        &p.name
+    }
+}

@@ -1,0 +1,7 @@
+//! The one integration-test binary: every test module is compiled into it, so
+//! the shared harness and the swap binary are built once, not per file.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod smoke;
