@@ -82,6 +82,7 @@ async fn dispatch(command: Command, state: &StateDir, report: &Report) -> Result
                         Recovered::Clean => format!("{app}: nothing to recover"),
                         Recovered::RolledBack(d) => format!("{app}: rolled back deploy {d}"),
                         Recovered::Forward(d) => format!("{app}: finished deploy {d}"),
+                        Recovered::DryRun => format!("{app}: dry run, nothing changed"),
                     }),
                     Err(f) => {
                         eprintln!("swap: {app}: {f}");

@@ -26,6 +26,8 @@ pub enum Recovered {
     RolledBack(String),
     /// The unfinished deploy was finished.
     Forward(String),
+    /// `--dry-run`: the decision was printed, nothing changed.
+    DryRun,
 }
 
 /// The unfinished deploy in a journal: the last one that began and did not end.
@@ -209,5 +211,5 @@ async fn explain<E: Engine>(engine: &E, records: &[journal::Record<Event>], app:
         json!({"event": "decision", "app": app, "deploy": deploy, "decision": decision, "why": why, "evidence": evidence}),
         format!("{app}: deploy {deploy} is unfinished; decision: {decision} ({why}); steps intended:{human}"),
     );
-    Ok(Recovered::Clean)
+    Ok(Recovered::DryRun)
 }
