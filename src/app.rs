@@ -35,7 +35,10 @@ fn finish(report: &Report, result: Result<String, Failure>) -> u8 {
     match result {
         Ok(message) => {
             if !message.is_empty() {
-                report.emit(json!({"event": "result", "outcome": "ok", "exit_code": 0, "message": message}), format!("swap: {message}"));
+                report.emit(
+                    json!({"event": "result", "outcome": "ok", "exit_code": 0, "message": message}),
+                    format!("swap: {message}"),
+                );
             }
             0
         }
@@ -53,6 +56,9 @@ fn finish(report: &Report, result: Result<String, Failure>) -> u8 {
 
 async fn dispatch(command: Command, state: &StateDir, report: &Report) -> Result<String, Failure> {
     let fault = fault_from_env()?;
+    if matches!(command, Command::Deploy(_) | Command::Rollback(_) | Command::Recover(_)) {
+        crate::signal::install();
+    }
     match command {
         Command::Deploy(args) => {
             let req = validate_deploy(&args)?;
@@ -153,7 +159,12 @@ pub fn validate_deploy(args: &DeployArgs) -> Result<Request, Failure> {
             return Err(bad("--network: empty network name".into()));
         }
         if !overrides.networks.iter().any(|a| &a.network == n) {
-            overrides.networks.push(crate::docker::Attachment { network: n.clone(), aliases: vec![], ipv4: None, ipv6: None });
+            overrides.networks.push(crate::docker::Attachment {
+                network: n.clone(),
+                aliases: vec![],
+                ipv4: None,
+                ipv6: None,
+            });
         }
     }
     if let Some(r) = &args.restart {

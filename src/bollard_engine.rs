@@ -19,21 +19,19 @@ use std::time::Duration;
 
 use bollard::errors::Error as BollardError;
 use bollard::models::{
-    ContainerCreateBody, ContainerInspectResponse, ContainerUpdateBody, EndpointIpamConfig,
-    EndpointSettings, NetworkConnectRequest,
+    ContainerCreateBody, ContainerInspectResponse, ContainerUpdateBody, EndpointIpamConfig, EndpointSettings,
+    NetworkConnectRequest,
 };
 use bollard::query_parameters::{
-    BuildImageOptionsBuilder, CreateContainerOptionsBuilder, ListContainersOptionsBuilder,
-    LogsOptionsBuilder, RemoveContainerOptionsBuilder, RenameContainerOptionsBuilder,
-    StopContainerOptionsBuilder,
+    BuildImageOptionsBuilder, CreateContainerOptionsBuilder, ListContainersOptionsBuilder, LogsOptionsBuilder,
+    RemoveContainerOptionsBuilder, RenameContainerOptionsBuilder, StopContainerOptionsBuilder,
 };
 use bollard::Docker;
 use futures_util::StreamExt;
 use serde_json::{Map, Value};
 
 use crate::docker::{
-    Attachment, BuildProgress, Container, Definition, Engine, EngineError, EngineResult, Image,
-    Network, RestartPolicy,
+    Attachment, BuildProgress, Container, Definition, Engine, EngineError, EngineResult, Image, Network, RestartPolicy,
 };
 
 /// Bound on an ordinary API call: long enough for a slow `start` on an
@@ -77,14 +75,8 @@ impl BollardEngine {
 /// Docker's own message text verbatim (callers match on it).
 fn engine_error(err: BollardError) -> EngineError {
     match err {
-        BollardError::DockerResponseServerError {
-            status_code: 404,
-            message,
-        } => EngineError::NotFound(message),
-        BollardError::DockerResponseServerError {
-            status_code: 409,
-            message,
-        } => EngineError::Conflict(message),
+        BollardError::DockerResponseServerError { status_code: 404, message } => EngineError::NotFound(message),
+        BollardError::DockerResponseServerError { status_code: 409, message } => EngineError::Conflict(message),
         BollardError::DockerResponseServerError { message, .. } => EngineError::Daemon(message),
         BollardError::DockerStreamError { error } => EngineError::Daemon(error),
         e @ (BollardError::RequestTimeoutError
@@ -92,9 +84,7 @@ fn engine_error(err: BollardError) -> EngineError {
         | BollardError::HyperLegacyError { .. }
         | BollardError::IOError { .. }
         | BollardError::SocketNotFoundError(_)
-        | BollardError::UnsupportedURISchemeError { .. }) => {
-            EngineError::Unreachable(e.to_string())
-        }
+        | BollardError::UnsupportedURISchemeError { .. }) => EngineError::Unreachable(e.to_string()),
         other => EngineError::Daemon(other.to_string()),
     }
 }
@@ -103,9 +93,7 @@ fn engine_error(err: BollardError) -> EngineError {
 fn absent_as_none<T>(result: Result<T, BollardError>) -> EngineResult<Option<T>> {
     match result {
         Ok(v) => Ok(Some(v)),
-        Err(BollardError::DockerResponseServerError {
-            status_code: 404, ..
-        }) => Ok(None),
+        Err(BollardError::DockerResponseServerError { status_code: 404, .. }) => Ok(None),
         Err(e) => Err(engine_error(e)),
     }
 }
@@ -122,12 +110,9 @@ fn api_object<T: serde::Serialize>(model: &T) -> Map<String, Value> {
 /// leaving them out keeps definitions comparable.
 fn strip_nulls(value: Value) -> Value {
     match value {
-        Value::Object(map) => Value::Object(
-            map.into_iter()
-                .filter(|(_, v)| !v.is_null())
-                .map(|(k, v)| (k, strip_nulls(v)))
-                .collect(),
-        ),
+        Value::Object(map) => {
+            Value::Object(map.into_iter().filter(|(_, v)| !v.is_null()).map(|(k, v)| (k, strip_nulls(v))).collect())
+        }
         Value::Array(items) => Value::Array(items.into_iter().map(strip_nulls).collect()),
         other => other,
     }
@@ -148,19 +133,11 @@ fn non_empty(s: Option<&String>) -> Option<String> {
 fn attachments(inspect: &ContainerInspectResponse) -> Vec<Attachment> {
     let id = inspect.id.as_deref().unwrap_or("");
     let short_id = id.get(..12).unwrap_or(id);
-    let mut primary = inspect
-        .host_config
-        .as_ref()
-        .and_then(|h| h.network_mode.clone())
-        .unwrap_or_default();
+    let mut primary = inspect.host_config.as_ref().and_then(|h| h.network_mode.clone()).unwrap_or_default();
     if primary == "default" {
         primary = "bridge".into();
     }
-    let Some(networks) = inspect
-        .network_settings
-        .as_ref()
-        .and_then(|n| n.networks.as_ref())
-    else {
+    let Some(networks) = inspect.network_settings.as_ref().and_then(|n| n.networks.as_ref()) else {
         return Vec::new();
     };
     let mut list: Vec<Attachment> = networks
@@ -169,32 +146,23 @@ fn attachments(inspect: &ContainerInspectResponse) -> Vec<Attachment> {
             let ipam = endpoint.ipam_config.as_ref();
             Attachment {
                 network: name.clone(),
-                aliases: endpoint
-                    .aliases
-                    .iter()
-                    .flatten()
-                    .filter(|a| a.as_str() != short_id)
-                    .cloned()
-                    .collect(),
+                aliases: endpoint.aliases.iter().flatten().filter(|a| a.as_str() != short_id).cloned().collect(),
                 ipv4: non_empty(ipam.and_then(|i| i.ipv4_address.as_ref())),
                 ipv6: non_empty(ipam.and_then(|i| i.ipv6_address.as_ref())),
             }
         })
         .collect();
-    list.sort_by(|a, b| {
-        (a.network != primary, &a.network).cmp(&(b.network != primary, &b.network))
-    });
+    list.sort_by(|a, b| (a.network != primary, &a.network).cmp(&(b.network != primary, &b.network)));
     list
 }
 
 /// The endpoint settings that attach a container as `attachment` says.
 fn endpoint_settings(attachment: &Attachment) -> EndpointSettings {
-    let ipam =
-        (attachment.ipv4.is_some() || attachment.ipv6.is_some()).then(|| EndpointIpamConfig {
-            ipv4_address: attachment.ipv4.clone(),
-            ipv6_address: attachment.ipv6.clone(),
-            ..Default::default()
-        });
+    let ipam = (attachment.ipv4.is_some() || attachment.ipv6.is_some()).then(|| EndpointIpamConfig {
+        ipv4_address: attachment.ipv4.clone(),
+        ipv6_address: attachment.ipv6.clone(),
+        ..Default::default()
+    });
     EndpointSettings {
         aliases: (!attachment.aliases.is_empty()).then(|| attachment.aliases.clone()),
         ipam_config: ipam,
@@ -213,50 +181,28 @@ fn container_from_inspect(inspect: ContainerInspectResponse) -> Container {
     let mut config_json = api_object(&config);
     // Docker fills an unset Hostname with the container's short id; cloning
     // that would name the new container after the old one.
-    if config
-        .hostname
-        .as_deref()
-        .is_some_and(|h| !h.is_empty() && id.starts_with(h))
-    {
+    if config.hostname.as_deref().is_some_and(|h| !h.is_empty() && id.starts_with(h)) {
         config_json.remove("Hostname");
     }
     let policy = host_config.restart_policy.clone().unwrap_or_default();
 
     Container {
-        name: inspect
-            .name
-            .as_deref()
-            .unwrap_or("")
-            .trim_start_matches('/')
-            .to_string(),
+        name: inspect.name.as_deref().unwrap_or("").trim_start_matches('/').to_string(),
         image_id: inspect.image.clone().unwrap_or_default(),
         image_ref: config.image.clone().unwrap_or_default(),
         running: state.running.unwrap_or(false) || state.restarting.unwrap_or(false),
         status: state.status.map(|s| s.to_string()).unwrap_or_default(),
         exit_code: state.exit_code.unwrap_or(0),
         restart_count: inspect.restart_count.unwrap_or(0),
-        health: state
-            .health
-            .and_then(|h| h.status)
-            .map(|s| s.to_string())
-            .filter(|s| !s.is_empty() && s != "none"),
+        health: state.health.and_then(|h| h.status).map(|s| s.to_string()).filter(|s| !s.is_empty() && s != "none"),
         started_at: state.started_at.unwrap_or_default(),
-        labels: config
-            .labels
-            .clone()
-            .unwrap_or_default()
-            .into_iter()
-            .collect(),
+        labels: config.labels.clone().unwrap_or_default().into_iter().collect(),
         restart_policy: RestartPolicy {
             name: policy.name.map(|n| n.to_string()).unwrap_or_default(),
             max_retries: policy.maximum_retry_count.unwrap_or(0),
         },
         networks: networks.clone(),
-        definition: Definition {
-            config: config_json,
-            host_config: api_object(&host_config),
-            networks,
-        },
+        definition: Definition { config: config_json, host_config: api_object(&host_config), networks },
         id,
     }
 }
@@ -268,8 +214,8 @@ fn create_body(def: &Definition) -> EngineResult<ContainerCreateBody> {
     let mut host_config = def.host_config.clone();
     if let Some(first) = def.networks.first() {
         host_config.insert("NetworkMode".into(), Value::String(first.network.clone()));
-        let endpoint = serde_json::to_value(endpoint_settings(first))
-            .map_err(|e| EngineError::Daemon(e.to_string()))?;
+        let endpoint =
+            serde_json::to_value(endpoint_settings(first)).map_err(|e| EngineError::Daemon(e.to_string()))?;
         let mut endpoints = Map::new();
         endpoints.insert(first.network.clone(), endpoint);
         let mut networking = Map::new();
@@ -277,11 +223,8 @@ fn create_body(def: &Definition) -> EngineResult<ContainerCreateBody> {
         body.insert("NetworkingConfig".into(), Value::Object(networking));
     }
     body.insert("HostConfig".into(), Value::Object(host_config));
-    serde_json::from_value(Value::Object(body)).map_err(|e| {
-        EngineError::Daemon(format!(
-            "container definition does not fit the Docker API: {e}"
-        ))
-    })
+    serde_json::from_value(Value::Object(body))
+        .map_err(|e| EngineError::Daemon(format!("container definition does not fit the Docker API: {e}")))
 }
 
 /// Splits a log or build output chunk into lines, without line terminators.
@@ -291,9 +234,7 @@ fn lines_of(chunk: &[u8]) -> Vec<String> {
     if text.is_empty() {
         return Vec::new();
     }
-    text.split('\n')
-        .map(|l| l.strip_suffix('\r').unwrap_or(l).to_string())
-        .collect()
+    text.split('\n').map(|l| l.strip_suffix('\r').unwrap_or(l).to_string()).collect()
 }
 
 impl Engine for BollardEngine {
@@ -312,15 +253,8 @@ impl Engine for BollardEngine {
     /// `key=value`, by id.
     async fn containers_labelled(&self, key: &str, value: &str) -> EngineResult<Vec<String>> {
         let filters = HashMap::from([("label", vec![format!("{key}={value}")])]);
-        let options = ListContainersOptionsBuilder::new()
-            .all(true)
-            .filters(&filters)
-            .build();
-        let list = self
-            .docker
-            .list_containers(Some(options))
-            .await
-            .map_err(engine_error)?;
+        let options = ListContainersOptionsBuilder::new().all(true).filters(&filters).build();
+        let list = self.docker.list_containers(Some(options)).await.map_err(engine_error)?;
         Ok(list.into_iter().filter_map(|c| c.id).collect())
     }
 
@@ -329,11 +263,7 @@ impl Engine for BollardEngine {
     /// left out.
     async fn container_names(&self) -> EngineResult<Vec<(String, String)>> {
         let options = ListContainersOptionsBuilder::new().all(true).build();
-        let list = self
-            .docker
-            .list_containers(Some(options))
-            .await
-            .map_err(engine_error)?;
+        let list = self.docker.list_containers(Some(options)).await.map_err(engine_error)?;
         let mut names = Vec::new();
         for summary in list {
             let id = summary.id.unwrap_or_default();
@@ -374,79 +304,54 @@ impl Engine for BollardEngine {
     async fn create(&self, name: &str, def: &Definition) -> EngineResult<String> {
         let body = create_body(def)?;
         let options = CreateContainerOptionsBuilder::new().name(name).build();
-        let created = self
-            .docker
-            .create_container(Some(options), body)
-            .await
-            .map_err(engine_error)?;
+        let created = self.docker.create_container(Some(options), body).await.map_err(engine_error)?;
         Ok(created.id)
     }
 
     /// Attaches a container to a network with the attachment's aliases and
     /// static addresses.
     async fn connect(&self, id: &str, attachment: &Attachment) -> EngineResult<()> {
-        let request = NetworkConnectRequest {
-            container: id.to_string(),
-            endpoint_config: Some(endpoint_settings(attachment)),
-        };
-        self.docker
-            .connect_network(&attachment.network, request)
-            .await
-            .map_err(engine_error)
+        let request =
+            NetworkConnectRequest { container: id.to_string(), endpoint_config: Some(endpoint_settings(attachment)) };
+        self.docker.connect_network(&attachment.network, request).await.map_err(engine_error)
     }
 
     /// Starts a container; one already running is success (Docker answers
     /// 304).
     async fn start(&self, id: &str) -> EngineResult<()> {
-        self.docker
-            .start_container(id, None)
-            .await
-            .map_err(engine_error)
+        self.docker.start_container(id, None).await.map_err(engine_error)
     }
 
     /// Stops a container, giving it `timeout` (rounded up to whole seconds)
     /// before the daemon kills it; one already stopped is success (304).
     async fn stop(&self, id: &str, timeout: Duration) -> EngineResult<()> {
         let secs = timeout.as_secs() + u64::from(timeout.subsec_nanos() > 0);
-        let options = StopContainerOptionsBuilder::new()
-            .t(i32::try_from(secs).unwrap_or(i32::MAX))
-            .build();
+        let options = StopContainerOptionsBuilder::new().t(i32::try_from(secs).unwrap_or(i32::MAX)).build();
         // The request must outlive the daemon's own wait, or a slow-to-stop
         // app would look like an unreachable daemon.
         let docker = self.with_timeout(REQUEST_TIMEOUT.max(Duration::from_secs(secs) + STOP_GRACE));
-        docker
-            .stop_container(id, Some(options))
-            .await
-            .map_err(engine_error)
+        docker.stop_container(id, Some(options)).await.map_err(engine_error)
     }
 
     /// Renames a container; a taken name is [`EngineError::Conflict`].
     async fn rename(&self, id: &str, new_name: &str) -> EngineResult<()> {
         let options = RenameContainerOptionsBuilder::new().name(new_name).build();
-        self.docker
-            .rename_container(id, options)
-            .await
-            .map_err(engine_error)
+        self.docker.rename_container(id, options).await.map_err(engine_error)
     }
 
     /// Removes a container even if running, keeping its anonymous volumes
     /// (they may hold the data a rollback needs).
     async fn remove(&self, id: &str) -> EngineResult<()> {
-        let options = RemoveContainerOptionsBuilder::new()
-            .force(true)
-            .v(false)
-            .build();
-        self.docker
-            .remove_container(id, Some(options))
-            .await
-            .map_err(engine_error)
+        let options = RemoveContainerOptionsBuilder::new().force(true).v(false).build();
+        self.docker.remove_container(id, Some(options)).await.map_err(engine_error)
     }
 
     /// Updates only the container's restart policy.
     async fn set_restart_policy(&self, id: &str, policy: &RestartPolicy) -> EngineResult<()> {
-        let name = policy.name.parse().map_err(|_| {
-            EngineError::Daemon(format!("unknown restart policy {:?}", policy.name))
-        })?;
+        let name = policy
+            .name
+            .parse()
+            .map_err(|_| EngineError::Daemon(format!("unknown restart policy {:?}", policy.name)))?;
         let body = ContainerUpdateBody {
             restart_policy: Some(bollard::models::RestartPolicy {
                 name: Some(name),
@@ -454,21 +359,14 @@ impl Engine for BollardEngine {
             }),
             ..Default::default()
         };
-        self.docker
-            .update_container(id, body)
-            .await
-            .map_err(engine_error)
+        self.docker.update_container(id, body).await.map_err(engine_error)
     }
 
     /// The last `lines` lines of stdout and stderr, interleaved as logged,
     /// decoded lossily.
     async fn logs_tail(&self, id: &str, lines: usize) -> EngineResult<Vec<String>> {
-        let options = LogsOptionsBuilder::new()
-            .stdout(true)
-            .stderr(true)
-            .follow(false)
-            .tail(&lines.to_string())
-            .build();
+        let options =
+            LogsOptionsBuilder::new().stdout(true).stderr(true).follow(false).tail(&lines.to_string()).build();
         let mut stream = self.docker.logs(id, Some(options));
         let mut out = Vec::new();
         while let Some(chunk) = stream.next().await {
@@ -490,19 +388,12 @@ impl Engine for BollardEngine {
         tag: Option<&str>,
         progress: BuildProgress<'_>,
     ) -> EngineResult<String> {
-        let mut options = BuildImageOptionsBuilder::new()
-            .dockerfile(dockerfile)
-            .rm(true)
-            .forcerm(true);
+        let mut options = BuildImageOptionsBuilder::new().dockerfile(dockerfile).rm(true).forcerm(true);
         if let Some(tag) = tag {
             options = options.t(tag);
         }
         let docker = self.with_timeout(BUILD_TIMEOUT);
-        let mut stream = docker.build_image(
-            options.build(),
-            None,
-            Some(bollard::body_full(context_tar.into())),
-        );
+        let mut stream = docker.build_image(options.build(), None, Some(bollard::body_full(context_tar.into())));
         let mut image_id = None;
         while let Some(message) = stream.next().await {
             // bollard turns an `errorDetail` message into an error here.
@@ -520,13 +411,9 @@ impl Engine for BollardEngine {
             (Some(id), _) => Ok(id),
             (None, Some(tag)) => match self.image(tag).await? {
                 Some(image) => Ok(image.id),
-                None => Err(EngineError::Daemon(format!(
-                    "build finished but image {tag} is not present"
-                ))),
+                None => Err(EngineError::Daemon(format!("build finished but image {tag} is not present"))),
             },
-            (None, None) => Err(EngineError::Daemon(
-                "build finished without reporting an image id".into(),
-            )),
+            (None, None) => Err(EngineError::Daemon("build finished without reporting an image id".into())),
         }
     }
 }
@@ -561,10 +448,7 @@ mod tests {
             // Drop cannot await, and the test's runtime may be the one
             // dropping us: clean up from a thread with its own runtime.
             let cleaner = std::thread::spawn(move || {
-                let runtime = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .unwrap();
+                let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
                 runtime.block_on(async {
                     let docker = BollardEngine::connect().unwrap().docker;
                     let force = RemoveContainerOptionsBuilder::new().force(true).build();
@@ -598,53 +482,29 @@ mod tests {
             header.set_size(data.len() as u64);
             header.set_mode(0o755);
             header.set_cksum();
-            builder
-                .append_data(&mut header, name, data.as_bytes())
-                .unwrap();
+            builder.append_data(&mut header, name, data.as_bytes()).unwrap();
         }
         builder.into_inner().unwrap()
     }
 
-    async fn build(
-        engine: &BollardEngine,
-        cleanup: &mut Cleanup,
-        tag: &str,
-        content: &str,
-    ) -> String {
+    async fn build(engine: &BollardEngine, cleanup: &mut Cleanup, tag: &str, content: &str) -> String {
         let mut lines = Vec::new();
         let id = engine
-            .build(context(content), "Dockerfile", Some(tag), &mut |l: &str| {
-                lines.push(l.to_string())
-            })
+            .build(context(content), "Dockerfile", Some(tag), &mut |l: &str| lines.push(l.to_string()))
             .await
             .unwrap();
         cleanup.images.push(tag.to_string());
         assert!(id.starts_with("sha256:"), "{id}");
-        assert!(
-            lines.iter().any(|l| l.contains("FROM scratch")),
-            "{lines:?}"
-        );
+        assert!(lines.iter().any(|l| l.contains("FROM scratch")), "{lines:?}");
         id
     }
 
-    async fn create_network(
-        engine: &BollardEngine,
-        cleanup: &mut Cleanup,
-        name: &str,
-        subnet: Option<&str>,
-    ) {
+    async fn create_network(engine: &BollardEngine, cleanup: &mut Cleanup, name: &str, subnet: Option<&str>) {
         let ipam = subnet.map(|s| Ipam {
-            config: Some(vec![IpamConfig {
-                subnet: Some(s.to_string()),
-                ..Default::default()
-            }]),
+            config: Some(vec![IpamConfig { subnet: Some(s.to_string()), ..Default::default() }]),
             ..Default::default()
         });
-        let request = NetworkCreateRequest {
-            name: name.to_string(),
-            ipam,
-            ..Default::default()
-        };
+        let request = NetworkCreateRequest { name: name.to_string(), ipam, ..Default::default() };
         engine.docker.create_network(request).await.unwrap();
         cleanup.networks.push(name.to_string());
     }
@@ -668,26 +528,12 @@ mod tests {
     #[tokio::test]
     async fn absent_objects_are_none_and_bridge_exists() {
         let engine = BollardEngine::connect().unwrap();
-        engine
-            .ping()
-            .await
-            .expect("the Docker daemon must be reachable for these tests");
+        engine.ping().await.expect("the Docker daemon must be reachable for these tests");
         assert!(engine.container("does-not-exist").await.unwrap().is_none());
-        assert!(engine
-            .image("swap-bollard-test-no-such-image:none")
-            .await
-            .unwrap()
-            .is_none());
-        assert!(engine
-            .network("swap-bollard-test-no-such-network")
-            .await
-            .unwrap()
-            .is_none());
+        assert!(engine.image("swap-bollard-test-no-such-image:none").await.unwrap().is_none());
+        assert!(engine.network("swap-bollard-test-no-such-network").await.unwrap().is_none());
         let bridge = engine.network("bridge").await.unwrap().unwrap();
-        assert_eq!(
-            (bridge.name.as_str(), bridge.driver.as_str()),
-            ("bridge", "bridge")
-        );
+        assert_eq!((bridge.name.as_str(), bridge.driver.as_str()), ("bridge", "bridge"));
         let err = engine.start("does-not-exist").await.unwrap_err();
         assert!(matches!(err, EngineError::NotFound(_)), "{err:?}");
         let err = engine.remove("does-not-exist").await.unwrap_err();
@@ -703,14 +549,9 @@ mod tests {
         header.set_size(dockerfile.len() as u64);
         header.set_mode(0o644);
         header.set_cksum();
-        builder
-            .append_data(&mut header, "Dockerfile", &dockerfile[..])
-            .unwrap();
+        builder.append_data(&mut header, "Dockerfile", &dockerfile[..]).unwrap();
         let tar = builder.into_inner().unwrap();
-        let err = engine
-            .build(tar, "Dockerfile", None, &mut |_: &str| {})
-            .await
-            .unwrap_err();
+        let err = engine.build(tar, "Dockerfile", None, &mut |_: &str| {}).await.unwrap_err();
         match err {
             EngineError::Daemon(msg) => assert!(msg.contains("missing"), "{msg}"),
             other => panic!("expected a daemon error, got {other:?}"),
@@ -721,39 +562,17 @@ mod tests {
     async fn definition_round_trips_through_create_and_inspect() {
         let engine = BollardEngine::connect().unwrap();
         let mut cleanup = Cleanup::default();
-        let v1 = build(
-            &engine,
-            &mut cleanup,
-            &format!("{}:v1", unique("img")),
-            "one",
-        )
-        .await;
-        let v2 = build(
-            &engine,
-            &mut cleanup,
-            &format!("{}:v2", unique("img")),
-            "two",
-        )
-        .await;
+        let v1 = build(&engine, &mut cleanup, &format!("{}:v1", unique("img")), "one").await;
+        let v2 = build(&engine, &mut cleanup, &format!("{}:v2", unique("img")), "two").await;
         assert_ne!(v1, v2);
-        let image = engine
-            .image(&format!("{}:v1", unique("img")))
-            .await
-            .unwrap()
-            .unwrap();
+        let image = engine.image(&format!("{}:v1", unique("img"))).await.unwrap().unwrap();
         assert_eq!(image.id, v1);
         assert_eq!(image.config["Labels"]["swap.test.image"], "yes");
         assert_eq!(image.config["Cmd"], json!(["/x"]));
 
         let octet = std::process::id() % 200 + 20;
         let (net1, net2) = (unique("net1"), unique("net2"));
-        create_network(
-            &engine,
-            &mut cleanup,
-            &net1,
-            Some(&format!("10.213.{octet}.0/24")),
-        )
-        .await;
+        create_network(&engine, &mut cleanup, &net1, Some(&format!("10.213.{octet}.0/24"))).await;
         create_network(&engine, &mut cleanup, &net2, None).await;
 
         let pid = std::process::id().to_string();
@@ -800,54 +619,26 @@ mod tests {
         assert!(!a.ever_started());
         assert_eq!(a.health, None);
         assert_eq!(a.labels.get("swap.test"), Some(&pid));
-        assert_eq!(
-            a.restart_policy,
-            RestartPolicy {
-                name: "on-failure".into(),
-                max_retries: 3
-            }
-        );
+        assert_eq!(a.restart_policy, RestartPolicy { name: "on-failure".into(), max_retries: 3 });
         assert_eq!(a.networks, def.networks, "the short-id alias is left out");
         let cfg = &a.definition.config;
         // The daemon adds a default PATH when neither image nor caller set one.
         let env = cfg["Env"].as_array().unwrap();
-        assert!(
-            env.contains(&json!("FOO=bar")) && env.contains(&json!("EMPTY=")),
-            "{env:?}"
-        );
+        assert!(env.contains(&json!("FOO=bar")) && env.contains(&json!("EMPTY=")), "{env:?}");
         assert_eq!(cfg["ExposedPorts"], json!({"8080/tcp": {}}));
-        assert_eq!(
-            cfg["Cmd"],
-            json!(["/x"]),
-            "image defaults show in the inspected Config"
-        );
-        assert!(
-            !cfg.contains_key("Hostname"),
-            "Docker's default hostname is the old id: {cfg:?}"
-        );
+        assert_eq!(cfg["Cmd"], json!(["/x"]), "image defaults show in the inspected Config");
+        assert!(!cfg.contains_key("Hostname"), "Docker's default hostname is the old id: {cfg:?}");
         let host = &a.definition.host_config;
         assert_eq!(host["PortBindings"], def.host_config["PortBindings"]);
         assert_eq!(host["RestartPolicy"], def.host_config["RestartPolicy"]);
-        assert_eq!(
-            host["NetworkMode"],
-            json!(net1),
-            "the first network replaces NetworkMode"
-        );
+        assert_eq!(host["NetworkMode"], json!(net1), "the first network replaces NetworkMode");
         assert!(host.values().all(|v| !v.is_null()));
 
         // Attach a second network: the primary one stays first.
-        let second = Attachment {
-            network: net2.clone(),
-            aliases: vec!["second".into()],
-            ipv4: None,
-            ipv6: None,
-        };
+        let second = Attachment { network: net2.clone(), aliases: vec!["second".into()], ipv4: None, ipv6: None };
         let t = Instant::now();
         engine.connect(&a_id, &second).await.unwrap();
-        eprintln!(
-            "connect (bridge driver, stopped container): {:?}",
-            t.elapsed()
-        );
+        eprintln!("connect (bridge driver, stopped container): {:?}", t.elapsed());
         let a = engine.container(&a_id).await.unwrap().unwrap();
         assert_eq!(a.networks, vec![def.networks[0].clone(), second.clone()]);
 
@@ -873,11 +664,7 @@ mod tests {
         let mut both = vec![a_id.clone(), b_id.clone()];
         both.sort();
         assert_eq!(labelled, both);
-        assert!(engine
-            .containers_labelled("swap.test", "other")
-            .await
-            .unwrap()
-            .is_empty());
+        assert!(engine.containers_labelled("swap.test", "other").await.unwrap().is_empty());
         let names = engine.container_names().await.unwrap();
         assert!(names.contains(&(a_name.clone(), a_id.clone())), "{names:?}");
 
@@ -892,19 +679,13 @@ mod tests {
         assert!(engine.container(&a_name).await.unwrap().is_none());
         assert_eq!(engine.container(&parked).await.unwrap().unwrap().id, a_id);
 
-        engine
-            .set_restart_policy(&a_id, &RestartPolicy::no())
-            .await
-            .unwrap();
+        engine.set_restart_policy(&a_id, &RestartPolicy::no()).await.unwrap();
         let a = engine.container(&a_id).await.unwrap().unwrap();
         assert_eq!(a.restart_policy, RestartPolicy::no());
         assert!(a.restart_policy.is_no());
 
         // Never started: stop is a no-op, logs are empty.
-        engine
-            .stop(&a_id, Duration::from_millis(1500))
-            .await
-            .unwrap();
+        engine.stop(&a_id, Duration::from_millis(1500)).await.unwrap();
         assert!(engine.logs_tail(&a_id, 10).await.unwrap().is_empty());
 
         let t = Instant::now();
@@ -921,10 +702,7 @@ mod tests {
     #[tokio::test]
     async fn running_container_lifecycle_with_demo_image() {
         let engine = BollardEngine::connect().unwrap();
-        engine
-            .ping()
-            .await
-            .expect("the Docker daemon must be reachable for these tests");
+        engine.ping().await.expect("the Docker daemon must be reachable for these tests");
         if engine.image("swap-demo:v1").await.unwrap().is_none() {
             eprintln!("swap-demo:v1 is not built; start/stop not exercised");
             return;
@@ -933,17 +711,9 @@ mod tests {
         let name = unique("run");
         cleanup.containers.push(name.clone());
         let def = Definition {
-            config: json!({"Image": "swap-demo:v1", "Labels": {"swap.app": "run"}})
-                .as_object()
-                .unwrap()
-                .clone(),
+            config: json!({"Image": "swap-demo:v1", "Labels": {"swap.app": "run"}}).as_object().unwrap().clone(),
             host_config: Map::new(),
-            networks: vec![Attachment {
-                network: "bridge".into(),
-                aliases: vec![],
-                ipv4: None,
-                ipv6: None,
-            }],
+            networks: vec![Attachment { network: "bridge".into(), aliases: vec![], ipv4: None, ipv6: None }],
         };
         let t = Instant::now();
         let id = engine.create(&name, &def).await.unwrap();
@@ -951,10 +721,7 @@ mod tests {
         let t = Instant::now();
         engine.start(&id).await.unwrap();
         eprintln!("start (bridge): {:?}", t.elapsed());
-        engine
-            .start(&id)
-            .await
-            .expect("starting a running container is success");
+        engine.start(&id).await.expect("starting a running container is success");
         let c = engine.container(&id).await.unwrap().unwrap();
         assert!(c.running && c.ever_started(), "{c:?}");
         assert_eq!(c.status, "running");
@@ -969,10 +736,7 @@ mod tests {
         let t = Instant::now();
         engine.stop(&id, Duration::from_secs(10)).await.unwrap();
         eprintln!("stop: {:?}", t.elapsed());
-        engine
-            .stop(&id, Duration::from_secs(10))
-            .await
-            .expect("stopping a stopped container is success");
+        engine.stop(&id, Duration::from_secs(10)).await.expect("stopping a stopped container is success");
         let c = engine.container(&id).await.unwrap().unwrap();
         assert!(!c.running);
         assert_eq!(c.status, "exited");

@@ -230,7 +230,7 @@ async fn execute<E: Engine>(
     report: &Report,
 ) -> Result<Deployed, Failure> {
     let app = req.app.clone();
-    let mut run = Run { engine, journal, deploy: plan.deploy.clone(), report, intended: vec![] };
+    let mut run = Run { engine, journal, deploy: plan.deploy.clone(), report, intended: vec![], interruptible: true };
     run.append(Event::Begin(plan.begin.clone()))?;
     match forward(&mut run, req, &mut plan).await {
         Ok(container) => {
@@ -293,6 +293,8 @@ async fn forward<E: Engine>(run: &mut Run<'_, E>, req: &Request, plan: &mut Plan
     run.step(rename, inputs).await?;
     run.step(Step::StartCandidate { id: cand.clone(), timeout_s: stop_s }, inputs).await?;
     gate(run, req, &cand, &plan.begin.networks).await?;
+    run.check_interrupt()?;
+    run.interruptible = false;
     run.append(Event::Commit { container: cand.clone() })?;
     run.report.emit(json!({"event": "commit", "container": cand}), format!("  ● committed: {app} is {}", short(&cand)));
     if let Some(old) = &plan.old {
@@ -314,7 +316,13 @@ async fn gate<E: Engine>(run: &mut Run<'_, E>, req: &Request, cand: &str, networ
                 json!({"event": "health", "passed": true, "outcome": outcome, "ms": ms}),
                 format!("  ✓ health gate: {outcome} ({ms} ms)"),
             );
-            run.append(Event::Health { container: cand.to_string(), outcome: outcome.into(), passed: true, logs: vec![], ms })
+            run.append(Event::Health {
+                container: cand.to_string(),
+                outcome: outcome.into(),
+                passed: true,
+                logs: vec![],
+                ms,
+            })
         }
         Err(rejection) => {
             let logs = run.engine.logs_tail(cand, 20).await.unwrap_or_default();
@@ -346,8 +354,17 @@ async fn gate<E: Engine>(run: &mut Run<'_, E>, req: &Request, cand: &str, networ
 }
 
 /// The build step: journaled like any other, its output streamed to stderr.
-async fn build<E: Engine>(run: &mut Run<'_, E>, dir: &std::path::Path, dockerfile: &str, tag: Option<&str>) -> Result<String, Failure> {
-    let step = Step::Build { context: dir.display().to_string(), dockerfile: dockerfile.to_string(), tag: tag.map(str::to_string) };
+async fn build<E: Engine>(
+    run: &mut Run<'_, E>,
+    dir: &std::path::Path,
+    dockerfile: &str,
+    tag: Option<&str>,
+) -> Result<String, Failure> {
+    let step = Step::Build {
+        context: dir.display().to_string(),
+        dockerfile: dockerfile.to_string(),
+        tag: tag.map(str::to_string),
+    };
     run.append(Event::Intent { step: step.clone() })?;
     run.intended.push(step.clone());
     let t = std::time::Instant::now();

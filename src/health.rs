@@ -46,7 +46,10 @@ impl Gate {
                 Err(e) => return Err(Rejection { reason: e.to_string(), unreachable: e.is_unreachable() }),
             };
             if c.restart_count > 0 {
-                return Err(reject(format!("the candidate restarted {} time(s) (last exit code {})", c.restart_count, c.exit_code)));
+                return Err(reject(format!(
+                    "the candidate restarted {} time(s) (last exit code {})",
+                    c.restart_count, c.exit_code
+                )));
             }
             if !c.running {
                 return Err(reject(format!("the candidate exited with code {}", c.exit_code)));
@@ -66,12 +69,20 @@ impl Gate {
                 }
                 _ => {}
             }
+            if crate::signal::interrupted() {
+                report.waiting_done();
+                return Err(reject("interrupted by a signal"));
+            }
             if elapsed >= self.timeout {
                 report.waiting_done();
                 let why = if !missing.is_empty() {
                     format!("the candidate is not on network(s) {:?}", missing)
                 } else {
-                    format!("the candidate was not healthy after {} s (health: {})", self.timeout.as_secs(), c.health.as_deref().unwrap_or("none"))
+                    format!(
+                        "the candidate was not healthy after {} s (health: {})",
+                        self.timeout.as_secs(),
+                        c.health.as_deref().unwrap_or("none")
+                    )
                 };
                 return Err(reject(why));
             }

@@ -16,7 +16,8 @@
 //! - [`docker`]: the engine trait; [`bollard_engine`]: the real engine, the
 //!   only module naming bollard; [`memory`]: an in-memory engine for
 //!   exhaustive crash simulation.
-//! - [`report`]: human and JSON progress; [`state`]: the state directory.
+//! - [`report`]: human and JSON progress; [`state`]: the state directory;
+//!   [`signal`]: Ctrl-C ends a deploy with a rollback, not a crash.
 
 pub mod app;
 pub mod bollard_engine;
@@ -32,6 +33,7 @@ pub mod record;
 pub mod recover;
 pub mod report;
 pub mod run;
+pub mod signal;
 pub mod spec;
 pub mod state;
 pub mod step;

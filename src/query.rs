@@ -228,7 +228,12 @@ pub fn verify(state: &StateDir, app: &str, report: &Report) -> Result<String, Fa
 }
 
 /// `swap status`.
-pub async fn status<E: Engine>(engine: &E, state: &StateDir, app: Option<&str>, report: &Report) -> Result<String, Failure> {
+pub async fn status<E: Engine>(
+    engine: &E,
+    state: &StateDir,
+    app: Option<&str>,
+    report: &Report,
+) -> Result<String, Failure> {
     let apps = match app {
         Some(a) => vec![a.to_string()],
         None => state.apps()?,
@@ -280,7 +285,10 @@ pub fn rollback_image(state: &StateDir, app: &str, to: Option<&str>) -> Result<S
     let records = load(state, app)?;
     let list = summaries(&records);
     let pick = match to {
-        Some(d) => list.iter().find(|s| s.deploy == d).ok_or_else(|| Failure::BadInput(format!("no deploy {d} in the journal of {app}")))?,
+        Some(d) => list
+            .iter()
+            .find(|s| s.deploy == d)
+            .ok_or_else(|| Failure::BadInput(format!("no deploy {d} in the journal of {app}")))?,
         None => list
             .iter()
             .rev()

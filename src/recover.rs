@@ -76,7 +76,7 @@ pub async fn resume<E: Engine>(
     retry_unreachable(|| async { engine.ping().await.map_err(StepError::from) })
         .await
         .map_err(|e| Failure::Incomplete(format!("{e}; the journal is intact, run `swap recover` again later")))?;
-    let mut run = Run { engine, journal, deploy: deploy.to_string(), report, intended: vec![] };
+    let mut run = Run { engine, journal, deploy: deploy.to_string(), report, intended: vec![], interruptible: false };
     let app = d.begin.app.clone();
     match &d.committed {
         Some(cand) => {
@@ -182,9 +182,17 @@ pub async fn recover_app<E: Engine>(
 }
 
 /// `recover --dry-run`: prints the decision, the evidence and the plan.
-async fn explain<E: Engine>(engine: &E, records: &[journal::Record<Event>], app: &str, report: &Report) -> Result<Recovered, Failure> {
+async fn explain<E: Engine>(
+    engine: &E,
+    records: &[journal::Record<Event>],
+    app: &str,
+    report: &Report,
+) -> Result<Recovered, Failure> {
     let Some(deploy) = unfinished(records) else {
-        report.emit(json!({"event": "decision", "app": app, "decision": "none"}), format!("{app}: no unfinished deploy; nothing to do"));
+        report.emit(
+            json!({"event": "decision", "app": app, "decision": "none"}),
+            format!("{app}: no unfinished deploy; nothing to do"),
+        );
         return Ok(Recovered::Clean);
     };
     let d = decide(records, &deploy)?;

@@ -31,6 +31,9 @@ pub struct Run<'a, E> {
     pub report: &'a Report,
     /// Steps whose intent is durable, in order: what a rollback undoes.
     pub intended: Vec<Step>,
+    /// Whether a Ctrl-C stops the run before its next step (true until the
+    /// commit point; a rollback or a recovery always runs to its end).
+    pub interruptible: bool,
 }
 
 impl<'a, E: Engine> Run<'a, E> {
@@ -45,11 +48,20 @@ impl<'a, E: Engine> Run<'a, E> {
     /// observing first: its intent was just written by the only process
     /// holding the lock, so nothing can have happened yet.
     pub async fn step(&mut self, step: Step, inputs: Inputs<'_>) -> Result<Option<String>, Failure> {
+        self.check_interrupt()?;
         self.append(Event::Intent { step: step.clone() })?;
         self.intended.push(step.clone());
         let t = Instant::now();
         let result = step.apply(self.engine, inputs).await;
         self.finish_step(step, t, result).await
+    }
+
+    /// Ends the forward path when a first Ctrl-C or SIGTERM has arrived.
+    pub fn check_interrupt(&self) -> Result<(), Failure> {
+        if self.interruptible && crate::signal::interrupted() {
+            return Err(Failure::RolledBack("interrupted by a signal".into()));
+        }
+        Ok(())
     }
 
     /// Runs a step only if observation says its effect is not in place yet

@@ -14,6 +14,9 @@ use serde_json::{json, Map, Value};
 use crate::docker::{Attachment, Container, Definition, Image};
 use crate::step::{LABEL_APP, LABEL_DEPLOY};
 
+/// The PATH the daemon gives a container whose image sets none.
+const DOCKER_DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
 /// A published port: `[IP:]HOST:CONTAINER[/PROTO]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Publish {
@@ -88,7 +91,9 @@ pub fn validate_app(app: &str) -> Result<(), String> {
         ));
     }
     if app.contains("--swap-") {
-        return Err(format!("invalid app name {app:?}: names containing \"--swap-\" are reserved for swap's staging containers"));
+        return Err(format!(
+            "invalid app name {app:?}: names containing \"--swap-\" are reserved for swap's staging containers"
+        ));
     }
     if app.len() > 200 {
         return Err(format!("invalid app name {app:?}: at most 200 characters"));
@@ -183,8 +188,7 @@ impl Overrides {
     /// Reads a spec file, naming unknown fields.
     pub fn from_spec_file(path: &Path) -> Result<Overrides, String> {
         let text = std::fs::read_to_string(path).map_err(|e| format!("--spec {}: {e}", path.display()))?;
-        let spec: SpecFile =
-            serde_json::from_str(&text).map_err(|e| format!("--spec {}: {e}", path.display()))?;
+        let spec: SpecFile = serde_json::from_str(&text).map_err(|e| format!("--spec {}: {e}", path.display()))?;
         let mut o = Overrides {
             image: spec.image,
             env: spec.env,
@@ -249,7 +253,14 @@ pub fn fresh(image: &str, app: &str, deploy: &str, o: &Overrides) -> Definition 
 /// A re-deploy's definition: the old container's, with the image replaced
 /// and every setting the old image supplied dropped, so the new image's
 /// defaults apply (a variable the old image set is not frozen in).
-pub fn cloned(old: &Container, old_image: Option<&Image>, image: &str, app: &str, deploy: &str, o: &Overrides) -> Definition {
+pub fn cloned(
+    old: &Container,
+    old_image: Option<&Image>,
+    image: &str,
+    app: &str,
+    deploy: &str,
+    o: &Overrides,
+) -> Definition {
     let mut def = old.definition.clone();
     let config = &mut def.config;
     if let Some(img) = old_image {
@@ -257,6 +268,14 @@ pub fn cloned(old: &Container, old_image: Option<&Image>, image: &str, app: &str
         // Env: drop the entries that came from the image verbatim.
         if let (Some(Value::Array(env)), Some(Value::Array(ienv))) = (config.get("Env").cloned(), ic.get("Env")) {
             let kept: Vec<Value> = env.into_iter().filter(|e| !ienv.contains(e)).collect();
+            config.insert("Env".into(), Value::Array(kept));
+        }
+        // The daemon adds its default PATH when the image sets none: not a setting either.
+        let image_sets_path = ic.get("Env").and_then(Value::as_array).is_some_and(|e| {
+            e.iter().filter_map(Value::as_str).any(|v| v.starts_with("PATH="))
+        });
+        if let (Some(Value::Array(env)), false) = (config.get("Env").cloned(), image_sets_path) {
+            let kept: Vec<Value> = env.into_iter().filter(|e| e.as_str() != Some(DOCKER_DEFAULT_PATH)).collect();
             config.insert("Env".into(), Value::Array(kept));
         }
         // Labels: drop those the image set, unless the container changed them.
@@ -339,7 +358,10 @@ fn apply(def: &mut Definition, app: &str, deploy: &str, o: &Overrides) {
     }
     if let Some(r) = &o.restart {
         let (name, n) = r.split_once(':').unwrap_or((r, "0"));
-        host.insert("RestartPolicy".into(), json!({ "Name": name, "MaximumRetryCount": n.parse::<i64>().unwrap_or(0) }));
+        host.insert(
+            "RestartPolicy".into(),
+            json!({ "Name": name, "MaximumRetryCount": n.parse::<i64>().unwrap_or(0) }),
+        );
     }
     if !o.volumes.is_empty() {
         let mut binds: Vec<Value> = host.get("Binds").and_then(Value::as_array).cloned().unwrap_or_default();
@@ -373,12 +395,7 @@ pub fn env_keys_of(def: &Definition) -> Vec<String> {
     def.config
         .get("Env")
         .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(Value::as_str)
-                .map(|e| e.split('=').next().unwrap_or("").to_string())
-                .collect()
-        })
+        .map(|a| a.iter().filter_map(Value::as_str).map(|e| e.split('=').next().unwrap_or("").to_string()).collect())
         .unwrap_or_default()
 }
 
@@ -427,8 +444,10 @@ mod tests {
         let img = Image {
             id: "sha256:1".into(),
             tags: vec![],
-            config: serde_json::from_value(json!({"Env": ["PATH=/bin", "VERSION=v1"], "Cmd": ["/app"], "Labels": {"from.image": "1"}}))
-                .unwrap(),
+            config: serde_json::from_value(
+                json!({"Env": ["PATH=/bin", "VERSION=v1"], "Cmd": ["/app"], "Labels": {"from.image": "1"}}),
+            )
+            .unwrap(),
         };
         let mut o = Overrides::default();
         o.env.insert("DB".into(), "y".into());

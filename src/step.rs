@@ -271,9 +271,7 @@ impl Step {
             }
             Step::ParkOld { id, .. } => engine.set_restart_policy(id, &RestartPolicy::no()).await?,
             Step::StopOld { id, timeout_s } => engine.stop(id, Duration::from_secs(*timeout_s)).await?,
-            Step::RenameOld { id, to, .. } | Step::RenameCandidate { id, to, .. } => {
-                engine.rename(id, to).await?
-            }
+            Step::RenameOld { id, to, .. } | Step::RenameCandidate { id, to, .. } => engine.rename(id, to).await?,
             Step::StartCandidate { id, .. } => start_with_retry(engine, id).await?,
             Step::RemoveOld { id } => match engine.remove(id).await {
                 Err(EngineError::NotFound(_)) => {}
