@@ -271,9 +271,10 @@ pub fn cloned(
             config.insert("Env".into(), Value::Array(kept));
         }
         // The daemon adds its default PATH when the image sets none: not a setting either.
-        let image_sets_path = ic.get("Env").and_then(Value::as_array).is_some_and(|e| {
-            e.iter().filter_map(Value::as_str).any(|v| v.starts_with("PATH="))
-        });
+        let image_sets_path = ic
+            .get("Env")
+            .and_then(Value::as_array)
+            .is_some_and(|e| e.iter().filter_map(Value::as_str).any(|v| v.starts_with("PATH=")));
         if let (Some(Value::Array(env)), false) = (config.get("Env").cloned(), image_sets_path) {
             let kept: Vec<Value> = env.into_iter().filter(|e| e.as_str() != Some(DOCKER_DEFAULT_PATH)).collect();
             config.insert("Env".into(), Value::Array(kept));
