@@ -128,6 +128,25 @@ async fn dispatch(command: Command, state: &StateDir, report: &Report) -> Result
         Command::History(a) => query::history(state, &a.app, report),
         Command::Journal(JournalCommand::Show(a)) => query::show(state, &a.app, a.deploy.as_deref(), report),
         Command::Journal(JournalCommand::Verify(a)) => query::verify(state, &a.app, report),
+        Command::Journal(JournalCommand::Compact(a)) => {
+            spec::validate_app(&a.app).map_err(Failure::BadInput)?;
+            query::compact(state, &a.app, a.keep, a.lock_wait.map(Duration::from_secs))
+        }
+        Command::Completions(a) => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(a.shell, &mut cmd, "swap", &mut std::io::stdout());
+            Ok(String::new())
+        }
+        Command::Man => {
+            let cmd = <Cli as clap::CommandFactory>::command();
+            let mut page = Vec::new();
+            clap_mangen::Man::new(cmd)
+                .render(&mut page)
+                .map_err(|e| Failure::Incomplete(format!("cannot render the man page: {e}")))?;
+            // A closed pipe (`swap man | head`) is the reader's choice, not an error.
+            let _ = std::io::Write::write_all(&mut std::io::stdout(), &page);
+            Ok(String::new())
+        }
     }
 }
 

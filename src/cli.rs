@@ -40,9 +40,21 @@ pub enum Command {
     Status(StatusArgs),
     /// One line per deploy, newest first
     History(AppArg),
-    /// Read or check an app's journal
+    /// Read, check or compact an app's journal
     #[command(subcommand)]
     Journal(JournalCommand),
+    /// Print a shell completion script
+    Completions(CompletionsArgs),
+    /// Print the man page (roff)
+    Man,
+}
+
+/// `swap completions`.
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
 }
 
 /// `swap deploy`.
@@ -151,6 +163,21 @@ pub enum JournalCommand {
     Show(ShowArgs),
     /// Check every checksum and the chain; change nothing
     Verify(AppArg),
+    /// Drop all but the last N finished deploys from the journal
+    Compact(CompactArgs),
+}
+
+/// `swap journal compact`.
+#[derive(Debug, Args)]
+pub struct CompactArgs {
+    /// The app
+    pub app: String,
+    /// How many finished deploys to keep
+    #[arg(long, value_name = "N", default_value_t = 50)]
+    pub keep: usize,
+    /// Seconds to wait for another swap on this app to finish
+    #[arg(long, value_name = "SECS")]
+    pub lock_wait: Option<u64>,
 }
 
 /// `swap journal show`.

@@ -53,7 +53,19 @@ impl From<journal::OpenError> for Failure {
         match e {
             journal::OpenError::Locked { .. } => Failure::Locked(format!("{e}; nothing changed")),
             journal::OpenError::Read(r) => Failure::from(r),
-            journal::OpenError::Io { .. } => Failure::BadInput(format!("{e}; nothing changed")),
+            // Permissions and missing or read-only paths are the caller's input;
+            // anything else (a failed sync while repairing) is transient.
+            journal::OpenError::Io { ref source, .. }
+                if matches!(
+                    source.kind(),
+                    std::io::ErrorKind::PermissionDenied
+                        | std::io::ErrorKind::NotFound
+                        | std::io::ErrorKind::ReadOnlyFilesystem
+                        | std::io::ErrorKind::NotADirectory
+                ) =>
+            {
+                Failure::BadInput(format!("{e}; nothing changed"))
+            }
             other => Failure::Incomplete(other.to_string()),
         }
     }

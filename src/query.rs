@@ -300,3 +300,22 @@ pub fn rollback_image(state: &StateDir, app: &str, to: Option<&str>) -> Result<S
         Failure::BadInput(format!("deploy {} of {app} was a first deploy: there is no earlier image", pick.deploy))
     })
 }
+
+/// `swap journal compact`: keeps the last `keep` finished deploys (and any
+/// unfinished one), atomically, under the lock.
+pub fn compact(
+    state: &StateDir,
+    app: &str,
+    keep: usize,
+    lock_wait: Option<std::time::Duration>,
+) -> Result<String, Failure> {
+    let path = state.journal(app);
+    if !path.exists() {
+        return Err(Failure::BadInput(format!("no journal for {app} at {}", path.display())));
+    }
+    let (mut journal, _) = state.open(app, lock_wait, &format!("swap journal compact {app}"), None)?;
+    let dropped = journal
+        .compact(keep, |_, records| records.iter().any(|r| matches!(r.data, Event::End { .. })))
+        .map_err(|e| Failure::Incomplete(format!("compaction failed, the journal is unchanged: {e}")))?;
+    Ok(format!("{}: dropped {dropped} records, kept the last {keep} finished deploys", path.display()))
+}
