@@ -51,7 +51,15 @@ impl Failure {
 impl From<journal::OpenError> for Failure {
     fn from(e: journal::OpenError) -> Failure {
         match e {
-            journal::OpenError::Locked { .. } => Failure::Locked(format!("{e}; nothing changed")),
+            journal::OpenError::Locked { holder, path } => Failure::Locked(format!(
+                "another swap holds the lock {}: pid {} on {} since {} ({}); nothing changed \
+                 (wait for it, or pass --lock-wait SECS)",
+                path.display(),
+                holder.pid,
+                holder.host,
+                crate::record::rfc3339(holder.since_ms),
+                holder.what
+            )),
             journal::OpenError::Read(r) => Failure::from(r),
             // Permissions and missing or read-only paths are the caller's input;
             // anything else (a failed sync while repairing) is transient.
