@@ -13,6 +13,21 @@ use crate::step::short;
 
 type Records = Vec<journal::Record<Event>>;
 
+/// Writes to stdout; a reader that closed the pipe (`| head`) ends the
+/// output quietly instead of panicking.
+fn write_out(text: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let _ = std::io::stdout().lock().write_fmt(text);
+}
+
+macro_rules! out {
+    ($($arg:tt)*) => { write_out(format_args!($($arg)*)) };
+}
+
+macro_rules! outln {
+    ($($arg:tt)*) => { write_out(format_args!("{}\n", format_args!($($arg)*))) };
+}
+
 fn load(state: &StateDir, app: &str) -> Result<Records, Failure> {
     crate::spec::validate_app(app).map_err(Failure::BadInput)?;
     let path = state.journal(app);
@@ -125,9 +140,9 @@ pub fn history(state: &StateDir, app: &str, report: &Report) -> Result<String, F
         ));
     }
     if report.is_json() {
-        println!("{}", json!({"app": app, "deploys": docs}));
+        outln!("{}", json!({"app": app, "deploys": docs}));
     } else {
-        print!("{human}");
+        out!("{human}");
     }
     Ok(String::new())
 }
@@ -150,7 +165,7 @@ pub fn show(state: &StateDir, app: &str, deploy: Option<&str>, report: &Report) 
     }
     if report.is_json() {
         for r in &mine {
-            println!("{}", json!({"seq": r.seq, "ts": rfc3339(r.ts_ms), "deploy": r.group, "record": r.data}));
+            outln!("{}", json!({"seq": r.seq, "ts": rfc3339(r.ts_ms), "deploy": r.group, "record": r.data}));
         }
         return Ok(String::new());
     }
@@ -200,7 +215,7 @@ pub fn show(state: &StateDir, app: &str, deploy: Option<&str>, report: &Report) 
     if !mine.iter().any(|r| matches!(r.data, Event::End { .. })) {
         out.push_str("(unfinished: run `swap recover`)\n");
     }
-    print!("{out}");
+    out!("{out}");
     Ok(String::new())
 }
 
@@ -208,6 +223,9 @@ pub fn show(state: &StateDir, app: &str, deploy: Option<&str>, report: &Report) 
 pub fn verify(state: &StateDir, app: &str, report: &Report) -> Result<String, Failure> {
     crate::spec::validate_app(app).map_err(Failure::BadInput)?;
     let path = state.journal(app);
+    if !path.exists() {
+        return Err(Failure::BadInput(format!("no journal for {app} at {}", path.display())));
+    }
     let r = journal::verify(&path)?;
     let sound = r.tail == journal::Tail::Clean;
     if report.is_json() {
@@ -215,7 +233,7 @@ pub fn verify(state: &StateDir, app: &str, report: &Report) -> Result<String, Fa
             journal::Tail::Clean => json!("clean"),
             journal::Tail::Torn { offset, line, len } => json!({"torn": {"offset": offset, "line": line, "len": len}}),
         };
-        println!("{}", json!({"app": app, "records": r.records, "bytes": r.bytes, "tail": tail, "sound": sound}));
+        outln!("{}", json!({"app": app, "records": r.records, "bytes": r.bytes, "tail": tail, "sound": sound}));
     }
     match r.tail {
         journal::Tail::Clean if report.is_json() => Ok(String::new()),
@@ -273,9 +291,9 @@ pub async fn status<E: Engine>(
         human.push('\n');
     }
     if report.is_json() {
-        println!("{}", json!({"apps": docs}));
+        outln!("{}", json!({"apps": docs}));
     } else {
-        print!("{human}");
+        out!("{human}");
     }
     Ok(String::new())
 }
