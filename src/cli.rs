@@ -16,7 +16,7 @@ pub struct Cli {
     /// Machine output on stdout: one JSON object per line for progress, one document for queries
     #[arg(long, global = true)]
     pub json: bool,
-    /// More detail on stderr (build output, each Docker call)
+    /// More detail on stderr (the candidate's definition, without values)
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
     /// Only errors on stderr

@@ -93,6 +93,13 @@ impl Plan {
             }),
             human,
         );
+        report.detail(format!(
+            "  candidate: image {}, networks {:?}, ports {:?}, environment names {:?}",
+            self.definition.image(),
+            self.begin.networks,
+            self.begin.ports,
+            self.begin.env_keys
+        ));
     }
 }
 
@@ -372,7 +379,12 @@ async fn build<E: Engine>(
     let result = match tar {
         Ok(tar) => {
             let report = run.report.clone();
-            let mut progress = move |line: &str| report.detail(format!("    {}", line.trim_end()));
+            let mut progress = move |line: &str| {
+                let line = line.trim_end();
+                if !line.is_empty() {
+                    report.human(format!("    | {line}"));
+                }
+            };
             run.engine.build(tar, dockerfile, tag, &mut progress).await.map_err(|e| e.to_string())
         }
         Err(f) => Err(f.to_string()),

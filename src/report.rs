@@ -57,6 +57,13 @@ impl Report {
         }
     }
 
+    /// A human-only line (build output), shown unless quiet.
+    pub fn human(&self, human: impl AsRef<str>) {
+        if self.verbosity >= 1 {
+            let _ = writeln!(std::io::stderr().lock(), "{}", human.as_ref());
+        }
+    }
+
     /// A human-only line shown with `-v`.
     pub fn detail(&self, human: impl AsRef<str>) {
         if self.verbosity >= 2 {
