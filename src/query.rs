@@ -210,13 +210,36 @@ pub fn show(state: &StateDir, app: &str, deploy: Option<&str>, report: &Report) 
                 reason.as_ref().map(|r| format!(" ({r})")).unwrap_or_default()
             ),
         };
-        out.push_str(&format!("{at}  {line}\n"));
+        let colour = match &r.data {
+            Event::Done { .. } | Event::UndoDone { .. } | Event::Health { passed: true, .. } => GREEN,
+            Event::Failed { .. } | Event::Halt { .. } | Event::Health { passed: false, .. } => RED,
+            Event::Commit { .. } | Event::End { .. } | Event::Begin(_) | Event::Recovery { .. } => BOLD,
+            _ => "",
+        };
+        out.push_str(&format!("{at}  {}\n", paint(colour, &line)));
     }
     if !mine.iter().any(|r| matches!(r.data, Event::End { .. })) {
         out.push_str("(unfinished: run `swap recover`)\n");
     }
     out!("{out}");
     Ok(String::new())
+}
+
+const GREEN: &str = "\x1b[32m";
+const RED: &str = "\x1b[31m";
+const BOLD: &str = "\x1b[1m";
+
+/// Colours a line only for a person at a terminal, and never with `NO_COLOR`.
+fn paint(colour: &str, text: &str) -> String {
+    use std::io::IsTerminal;
+    let wanted = !colour.is_empty()
+        && std::io::stdout().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    if wanted {
+        format!("{colour}{text}\x1b[0m")
+    } else {
+        text.to_string()
+    }
 }
 
 /// `swap journal verify`.

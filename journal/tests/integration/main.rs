@@ -5,6 +5,7 @@
 mod child;
 mod damage;
 mod fault;
+mod fuzz;
 mod lock;
 mod roundtrip;
 mod util;
