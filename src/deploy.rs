@@ -19,7 +19,7 @@ use crate::health::Gate;
 use crate::record::{Begin, Event, OldContainer, Outcome, RunInfo};
 use crate::recover;
 use crate::report::Report;
-use crate::run::Run;
+use crate::run::{Phase, Run};
 use crate::spec::{self, Overrides};
 use crate::state::StateDir;
 use crate::step::{short, staged_name, Inputs, Step};
@@ -237,7 +237,7 @@ async fn execute<E: Engine>(
     report: &Report,
 ) -> Result<Deployed, Failure> {
     let app = req.app.clone();
-    let mut run = Run { engine, journal, deploy: plan.deploy.clone(), report, intended: vec![], interruptible: true };
+    let mut run = Run { engine, journal, deploy: plan.deploy.clone(), report, intended: vec![], phase: Phase::BeforeCommit };
     run.append(Event::Begin(plan.begin.clone()))?;
     match forward(&mut run, req, &mut plan).await {
         Ok(container) => {
@@ -246,7 +246,7 @@ async fn execute<E: Engine>(
         }
         Err(Failure::RolledBack(reason)) => {
             report.note(format!("{reason}; rolling back"));
-            run.rollback(&reason).await?;
+            run.rollback(&reason, plan.begin.old.as_ref()).await?;
             Err(Failure::RolledBack(format!("deploy {} of {app} failed and was rolled back: {reason}", plan.deploy)))
         }
         Err(other) => Err(other),
@@ -301,7 +301,7 @@ async fn forward<E: Engine>(run: &mut Run<'_, E>, req: &Request, plan: &mut Plan
     run.step(Step::StartCandidate { id: cand.clone(), timeout_s: stop_s }, inputs).await?;
     gate(run, req, &cand, &plan.begin.networks).await?;
     run.check_interrupt()?;
-    run.interruptible = false;
+    run.phase = Phase::ForwardOnly;
     run.append(Event::Commit { container: cand.clone() })?;
     run.report.emit(json!({"event": "commit", "container": cand}), format!("  ● committed: {app} is {}", short(&cand)));
     if let Some(old) = &plan.old {

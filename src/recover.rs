@@ -13,7 +13,7 @@ use crate::docker::Engine;
 use crate::error::Failure;
 use crate::record::{Begin, Event, Outcome, RunInfo};
 use crate::report::Report;
-use crate::run::{retry_unreachable, Run};
+use crate::run::{retry_unreachable, Phase, Run};
 use crate::state::StateDir;
 use crate::step::{short, Step, StepError, LABEL_DEPLOY};
 
@@ -76,7 +76,7 @@ pub async fn resume<E: Engine>(
     retry_unreachable(|| async { engine.ping().await.map_err(StepError::from) })
         .await
         .map_err(|e| Failure::Incomplete(format!("{e}; the journal is intact, run `swap recover` again later")))?;
-    let mut run = Run { engine, journal, deploy: deploy.to_string(), report, intended: vec![], interruptible: false };
+    let mut run = Run { engine, journal, deploy: deploy.to_string(), report, intended: vec![], phase: Phase::ForwardOnly };
     let app = d.begin.app.clone();
     match &d.committed {
         Some(cand) => {
@@ -109,7 +109,7 @@ pub async fn resume<E: Engine>(
             run.append(Event::Recovery { run: RunInfo::current("recover"), decision: "rollback".into() })?;
             report.note(format!("deploy {deploy} had not committed; rolling it back"));
             run.intended = d.intended;
-            run.rollback("interrupted before the commit point; rolled back by recovery").await?;
+            run.rollback("interrupted before the commit point; rolled back by recovery", d.begin.old.as_ref()).await?;
             Ok(Recovered::RolledBack(deploy.to_string()))
         }
     }

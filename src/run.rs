@@ -10,7 +10,7 @@ use serde_json::json;
 
 use crate::docker::Engine;
 use crate::error::Failure;
-use crate::record::{Event, Outcome};
+use crate::record::{Event, OldContainer, Outcome};
 use crate::report::Report;
 use crate::step::{Inputs, Step, StepError};
 
@@ -31,9 +31,20 @@ pub struct Run<'a, E> {
     pub report: &'a Report,
     /// Steps whose intent is durable, in order: what a rollback undoes.
     pub intended: Vec<Step>,
-    /// Whether a Ctrl-C stops the run before its next step (true until the
-    /// commit point; a rollback or a recovery always runs to its end).
-    pub interruptible: bool,
+    /// Where the run stands relative to the commit point.
+    pub phase: Phase,
+}
+
+/// Where a run stands, which decides what a failed step means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// A live deploy before its commit point: a failure or a Ctrl-C rolls
+    /// it back.
+    BeforeCommit,
+    /// Past the commit point, or a recovery: only forward. A failed step
+    /// leaves the deploy unfinished for `swap recover` (exit 5); it is never
+    /// rolled back.
+    ForwardOnly,
 }
 
 impl<'a, E: Engine> Run<'a, E> {
@@ -58,7 +69,7 @@ impl<'a, E: Engine> Run<'a, E> {
 
     /// Ends the forward path when a first Ctrl-C or SIGTERM has arrived.
     pub fn check_interrupt(&self) -> Result<(), Failure> {
-        if self.interruptible && crate::signal::interrupted() {
+        if self.phase == Phase::BeforeCommit && crate::signal::interrupted() {
             return Err(Failure::RolledBack("interrupted by a signal".into()));
         }
         Ok(())
@@ -104,6 +115,10 @@ impl<'a, E: Engine> Run<'a, E> {
                 let failure = match &e {
                     StepError::Unexplained(m) => Failure::Halted(m.clone()),
                     e if e.is_unreachable() => Failure::Incomplete(error.clone()),
+                    _ if self.phase == Phase::ForwardOnly => Failure::Incomplete(format!(
+                        "{} failed after the commit point: {error}; the new version serves, run `swap recover` to finish",
+                        step.name()
+                    )),
                     _ => Failure::RolledBack(format!("{} failed: {error}", step.name())),
                 };
                 self.append(Event::Failed { step, error, ms })?;
@@ -116,9 +131,20 @@ impl<'a, E: Engine> Run<'a, E> {
     /// shows its effect, then records the end. Stops at anything Docker
     /// holds that the journal cannot explain (halt) or an unreachable daemon
     /// (incomplete); a later `swap recover` resumes from there.
-    pub async fn rollback(&mut self, reason: &str) -> Result<(), Failure> {
-        let steps: Vec<Step> = self.intended.iter().rev().cloned().collect();
-        for step in steps {
+    ///
+    /// `old` is the container that served when the deploy began: if it was
+    /// running, the rollback leaves it running even when the deploy never got
+    /// to stop it (a reboot while it was parked with policy `no` stops it).
+    pub async fn rollback(&mut self, reason: &str, old: Option<&OldContainer>) -> Result<(), Failure> {
+        let mut steps: Vec<Step> = self.intended.clone();
+        if let Some(old) = old.filter(|o| o.running) {
+            if !steps.iter().any(|s| matches!(s, Step::StopOld { .. })) {
+                // Undone before the policy is restored, as if it had been stopped.
+                let at = steps.iter().position(|s| matches!(s, Step::ParkOld { .. })).map_or(steps.len(), |i| i + 1);
+                steps.insert(at, Step::StopOld { id: old.id.clone(), timeout_s: 10 });
+            }
+        }
+        for step in steps.into_iter().rev() {
             if matches!(step, Step::Build { .. } | Step::StartOld { .. } | Step::RemoveOld { .. }) {
                 continue;
             }
