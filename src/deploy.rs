@@ -237,7 +237,8 @@ async fn execute<E: Engine>(
     report: &Report,
 ) -> Result<Deployed, Failure> {
     let app = req.app.clone();
-    let mut run = Run { engine, journal, deploy: plan.deploy.clone(), report, intended: vec![], phase: Phase::BeforeCommit };
+    let mut run =
+        Run { engine, journal, deploy: plan.deploy.clone(), report, intended: vec![], phase: Phase::BeforeCommit };
     run.append(Event::Begin(plan.begin.clone()))?;
     match forward(&mut run, req, &mut plan).await {
         Ok(container) => {

@@ -63,7 +63,8 @@ impl Publish {
 /// Parses `K=V`; the value is a secret as far as swap is concerned.
 pub fn parse_env(s: &str) -> Result<(String, String), String> {
     // A malformed --env is most likely the secret itself: show none of it.
-    let (k, v) = s.split_once('=').ok_or("--env: an argument has no '=' (expected KEY=VALUE; the value is not shown)")?;
+    let (k, v) =
+        s.split_once('=').ok_or("--env: an argument has no '=' (expected KEY=VALUE; the value is not shown)")?;
     if k.is_empty() || k.contains(char::is_whitespace) {
         return Err(format!("--env: invalid variable name {k:?}"));
     }
