@@ -172,7 +172,7 @@ pub fn show(state: &StateDir, app: &str, deploy: Option<&str>, report: &Report) 
     let t0 = mine[0].ts_ms;
     let mut out = format!("deploy {target} of {app}\n");
     for r in &mine {
-        let at = format!("+{:>6} ms", r.ts_ms - t0);
+        let at = format!("+{:>5}ms", r.ts_ms - t0);
         let line = match &r.data {
             Event::Begin(b) => format!(
                 "begin by {}@{} pid {} (swap {}, {}): {} -> {}",
@@ -216,13 +216,45 @@ pub fn show(state: &StateDir, app: &str, deploy: Option<&str>, report: &Report) 
             Event::Commit { .. } | Event::End { .. } | Event::Begin(_) | Event::Recovery { .. } => BOLD,
             _ => "",
         };
-        out.push_str(&format!("{at}  {}\n", paint(colour, &line)));
+        for (i, part) in wrap(&line, WIDTH - at.len() - 2).iter().enumerate() {
+            let lead = if i == 0 { at.clone() } else { " ".repeat(at.len()) };
+            out.push_str(&format!("{lead}  {}\n", paint(colour, part)));
+        }
     }
     if !mine.iter().any(|r| matches!(r.data, Event::End { .. })) {
         out.push_str("(unfinished: run `swap recover`)\n");
     }
     out!("{out}");
     Ok(String::new())
+}
+
+/// `journal show` fits an 80-column terminal without a pager.
+const WIDTH: usize = 80;
+
+/// Word-wraps a line (which may hold newlines) to `width` columns; the
+/// continuation of a wrapped line keeps its indentation plus two.
+fn wrap(text: &str, width: usize) -> Vec<String> {
+    let mut out = vec![];
+    for line in text.lines() {
+        let lead = &line[..line.len() - line.trim_start().len()];
+        let cont = format!("{lead}  ");
+        let mut current = lead.to_string();
+        let mut fresh = true;
+        for word in line.trim_start().split(' ') {
+            if !fresh && current.chars().count() + 1 + word.chars().count() > width {
+                out.push(std::mem::take(&mut current));
+                current.clone_from(&cont);
+                fresh = true;
+            }
+            if !fresh {
+                current.push(' ');
+            }
+            current.push_str(word);
+            fresh = false;
+        }
+        out.push(current);
+    }
+    out
 }
 
 const GREEN: &str = "\x1b[32m";
@@ -269,6 +301,19 @@ pub fn verify(state: &StateDir, app: &str, report: &Report) -> Result<String, Fa
     }
 }
 
+/// Docker's nanosecond timestamp cut to the milliseconds swap promises.
+fn millis(ts: &str) -> Option<String> {
+    if ts.is_empty() || ts.starts_with("0001-") {
+        return None;
+    }
+    let (head, frac) = match ts.split_once('.') {
+        Some((h, f)) => (h, f.trim_end_matches('Z')),
+        None => (ts.trim_end_matches('Z'), ""),
+    };
+    let digits: String = frac.chars().filter(char::is_ascii_digit).chain(std::iter::repeat('0')).take(3).collect();
+    Some(format!("{head}.{digits}Z"))
+}
+
 /// `swap status`.
 pub async fn status<E: Engine>(
     engine: &E,
@@ -290,7 +335,7 @@ pub async fn status<E: Engine>(
         docs.push(json!({
             "app": app,
             "container": c.as_ref().map(|c| json!({"id": c.id, "image_id": c.image_id, "image": c.image_ref,
-                "running": c.running, "started_at": c.started_at, "health": c.health})),
+                "running": c.running, "started_at": millis(&c.started_at), "health": c.health})),
             "last_deploy": last.as_ref().map(|s| json!({"deploy": s.deploy, "outcome": s.outcome, "began": rfc3339(s.began_ms)})),
             "unfinished": unfinished,
         }));
@@ -359,4 +404,28 @@ pub fn compact(
         .compact(keep, |_, records| records.iter().any(|r| matches!(r.data, Event::End { .. })))
         .map_err(|e| Failure::Incomplete(format!("compaction failed, the journal is unchanged: {e}")))?;
     Ok(format!("{}: dropped {dropped} records, kept the last {keep} finished deploys", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wrap_keeps_lines_within_width_and_indents_continuations() {
+        let line = "  → create a-rather-long-app-name--swap-new from image d46a68aef83b on swap-test-bridge";
+        let parts = wrap(line, 40);
+        assert!(parts.len() > 1, "{parts:?}");
+        assert!(parts.iter().all(|p| p.chars().count() <= 40), "{parts:?}");
+        assert!(parts[0].starts_with("  → create"));
+        assert!(parts[1].starts_with("    "), "{parts:?}");
+        assert_eq!(parts.join(" ").split_whitespace().collect::<Vec<_>>(), line.split_whitespace().collect::<Vec<_>>());
+        assert_eq!(wrap("short", 40), vec!["short"]);
+    }
+
+    #[test]
+    fn docker_times_are_cut_to_milliseconds() {
+        assert_eq!(millis("2026-11-28T16:17:04.041235896Z").as_deref(), Some("2026-11-28T16:17:04.041Z"));
+        assert_eq!(millis("2026-11-28T16:17:04Z").as_deref(), Some("2026-11-28T16:17:04.000Z"));
+        assert_eq!(millis("0001-01-01T00:00:00Z"), None);
+    }
 }

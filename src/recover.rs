@@ -104,8 +104,18 @@ pub async fn resume<E: Engine>(
             Ok(Recovered::Forward(deploy.to_string()))
         }
         None => {
-            if let Some(why) = unexplained(engine, &d, deploy).await? {
-                return Err(run.halt(why));
+            match examine(engine, &d, deploy).await? {
+                Before::Explained => {}
+                Before::Unexplained(why) => return Err(run.halt(why)),
+                Before::Settled(outcome, reason) => {
+                    run.append(Event::Recovery { run: RunInfo::current("recover"), decision: "settled".into() })?;
+                    report.note(format!("deploy {deploy}: {reason}; recording its end"));
+                    run.append(Event::End { outcome, reason: Some(reason) })?;
+                    return Ok(match outcome {
+                        Outcome::Deployed => Recovered::Forward(deploy.to_string()),
+                        Outcome::RolledBack => Recovered::RolledBack(deploy.to_string()),
+                    });
+                }
             }
             run.append(Event::Recovery { run: RunInfo::current("recover"), decision: "rollback".into() })?;
             report.note(format!("deploy {deploy} had not committed; rolling it back"));
@@ -122,33 +132,78 @@ async fn observe<E: Engine>(engine: &E, id: &str) -> Result<Option<crate::docker
         .map_err(|e| Failure::Incomplete(format!("{e}; the journal is intact, run `swap recover` again later")))
 }
 
+/// What Docker shows about an uncommitted deploy, before rolling it back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Before {
+    /// Everything is explained: roll back.
+    Explained,
+    /// The old container is gone and an operator settled the app by hand:
+    /// end the deploy with this outcome and reason, changing nothing.
+    Settled(Outcome, String),
+    /// Something is unexplained: halt with this reason.
+    Unexplained(String),
+}
+
 /// Checks, before rolling back, that Docker holds nothing the journal cannot
 /// explain: the old container must still exist, and the app's name may only
 /// be held by the old container or this deploy's candidate.
-async fn unexplained<E: Engine>(engine: &E, d: &Decision, deploy: &str) -> Result<Option<String>, Failure> {
+///
+/// Once the old container is gone there is nothing to roll back to, so
+/// recovery halts — until an operator has settled the app the way
+/// `docs/operations.md` says: with this deploy's containers removed (the
+/// deploy ends rolled back), or with this deploy's candidate serving under
+/// the app's name (the deploy ends deployed). Either way swap only writes
+/// the end of the deploy and touches no container.
+async fn examine<E: Engine>(engine: &E, d: &Decision, deploy: &str) -> Result<Before, Failure> {
     let app = &d.begin.app;
+    let holder = observe(engine, app).await?;
+    let is_candidate = |c: &crate::docker::Container| c.labels.get(LABEL_DEPLOY).map(String::as_str) == Some(deploy);
     if let Some(old) = &d.begin.old {
         if observe(engine, &old.id).await?.is_none() {
-            return Ok(Some(format!(
+            let mine = retry_unreachable(|| async {
+                engine.containers_labelled(LABEL_DEPLOY, deploy).await.map_err(StepError::from)
+            })
+            .await
+            .map_err(|e| Failure::Incomplete(format!("{e}; the journal is intact, run `swap recover` again later")))?;
+            if mine.is_empty() {
+                return Ok(Before::Settled(
+                    Outcome::RolledBack,
+                    format!(
+                        "the old container {} was removed outside swap; an operator removed the candidate",
+                        short(&old.id)
+                    ),
+                ));
+            }
+            if let Some(h) = holder.as_ref().filter(|h| is_candidate(h) && h.running && mine.len() == 1) {
+                return Ok(Before::Settled(
+                    Outcome::Deployed,
+                    format!(
+                        "the old container was removed outside swap; an operator put the candidate {} in service",
+                        short(&h.id)
+                    ),
+                ));
+            }
+            return Ok(Before::Unexplained(format!(
                 "the old container {} of {app} is gone: it was removed outside swap before the deploy committed \
-                 (its image {} is kept)",
+                 (its image {} is kept). Either remove this deploy's candidate ({}) or rename it to {app} and start it",
                 short(&old.id),
-                short(&old.image_id)
+                short(&old.image_id),
+                mine.iter().map(|id| short(id)).collect::<Vec<_>>().join(", ")
             )));
         }
     }
-    if let Some(holder) = observe(engine, app).await? {
+    if let Some(holder) = &holder {
         let is_old = d.begin.old.as_ref().is_some_and(|o| o.id == holder.id);
-        let is_candidate = holder.labels.get(LABEL_DEPLOY).map(String::as_str) == Some(deploy);
-        if !is_old && !is_candidate {
-            return Ok(Some(format!(
-                "container {} ({}) holds the name {app} but is neither the old container nor this deploy's candidate",
+        if !is_old && !is_candidate(holder) {
+            return Ok(Before::Unexplained(format!(
+                "container {} ({}) holds the name {app} but is neither the old container nor this deploy's candidate; \
+                 rename or remove it",
                 short(&holder.id),
                 holder.image_ref
             )));
         }
     }
-    Ok(None)
+    Ok(Before::Explained)
 }
 
 /// Runs `swap recover` for one app.
@@ -191,10 +246,11 @@ async fn explain<E: Engine>(
 ) -> Result<Recovered, Failure> {
     let Some(deploy) = unfinished(records) else {
         report.emit(
-            json!({"event": "decision", "app": app, "decision": "none"}),
+            json!({"event": "decision", "app": app, "deploy": null, "decision": "none",
+                   "why": "no unfinished deploy", "evidence": []}),
             format!("{app}: no unfinished deploy; nothing to do"),
         );
-        return Ok(Recovered::Clean);
+        return Ok(Recovered::DryRun);
     };
     let d = decide(records, &deploy)?;
     let mut evidence = vec![];
@@ -211,9 +267,10 @@ async fn explain<E: Engine>(
     }
     let (decision, why) = match &d.committed {
         Some(c) => ("forward", format!("the commit record for {} is durable", short(c))),
-        None => match unexplained(engine, &d, &deploy).await? {
-            Some(why) => ("halt", why),
-            None => ("rollback", "no commit record: undo every step in effect, newest first".to_string()),
+        None => match examine(engine, &d, &deploy).await? {
+            Before::Unexplained(why) => ("halt", why),
+            Before::Settled(_, why) => ("settled", why),
+            Before::Explained => ("rollback", "no commit record: undo every step in effect, newest first".to_string()),
         },
     };
     report.emit(

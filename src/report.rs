@@ -6,15 +6,17 @@
 //! One object per line, each with an `"event"` field:
 //! - `plan`: `app`, `deploy`, `steps` (descriptions), `old` (container id or
 //!   null), `image`; printed before anything changes (and alone with `--dry-run`).
-//! - `step`: `step` (name), `description`, `status` (`done`, `failed`,
-//!   `skipped`), `ms`, and `error` when it failed, `output` when it produced
-//!   an id.
+//! - `step`: `step` (name), `description`, `status` (`done`, `failed`),
+//!   `ms`, `output` (an id or null), and `error` when it failed.
 //! - `undo`: `step`, `description`, `status`, `ms`.
 //! - `health`: `passed`, `outcome`, `ms`, `logs` (the candidate's last lines
 //!   when it failed).
 //! - `note`: `message`.
-//! - `result`: `outcome` (`deployed`, `rolled_back`, `recovered`, `clean`,
-//!   or a failure kind), `exit_code`, `deploy`, `message`.
+//! - `commit`: `container`.
+//! - `decision` (`recover --dry-run`): `app`, `deploy`, `decision`, `why`,
+//!   `evidence`.
+//! - `result`: `outcome` (`ok` or a failure kind: `rolled_back`,
+//!   `bad_input`, `locked`, `halted`, `incomplete`), `exit_code`, `message`.
 //!
 //! `docs/json-output.md` holds the schemas and their stability promise.
 
