@@ -114,9 +114,12 @@ impl<'a, E: Engine> Run<'a, E> {
                 );
                 let failure = match &e {
                     StepError::Unexplained(m) => Failure::Halted(m.clone()),
-                    e if e.is_unreachable() => Failure::Incomplete(error.clone()),
                     _ if self.phase == Phase::ForwardOnly => Failure::Incomplete(format!(
-                        "{} failed after the commit point: {error}; the new version serves, run `swap recover` to finish",
+                        "{} failed after the commit point: {error}; the deploy is unfinished, run `swap recover` to finish it",
+                        step.name()
+                    )),
+                    e if e.is_unreachable() => Failure::Incomplete(format!(
+                        "{} failed: {error}; the deploy is unfinished, run `swap recover` once Docker answers",
                         step.name()
                     )),
                     _ => Failure::RolledBack(format!("{} failed: {error}", step.name())),
@@ -161,10 +164,12 @@ impl<'a, E: Engine> Run<'a, E> {
                 }
                 Err(StepError::Unexplained(why)) => return Err(self.halt(why)),
                 Err(e) => {
-                    return Err(Failure::Incomplete(format!(
-                        "rollback could not undo {}: {e}; run `swap recover` once Docker answers",
-                        step.name()
-                    )))
+                    let then = if e.is_unreachable() {
+                        "run `swap recover` once Docker answers"
+                    } else {
+                        "the deploy is unfinished; see `swap journal show`, then run `swap recover`"
+                    };
+                    return Err(Failure::Incomplete(format!("rollback could not undo {}: {e}; {then}", step.name())));
                 }
             }
         }

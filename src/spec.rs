@@ -408,7 +408,7 @@ mod tests {
 
     #[test]
     fn env_errors_do_not_echo_values() {
-        for secret in ["PASSWORD_WITHOUT_EQUALS_supersecretvalue", "hunter2", "x"] {
+        for secret in ["PASSWORD_WITHOUT_EQUALS_supersecretvalue", "hunter2", "q9"] {
             let e = parse_env(secret).unwrap_err();
             assert!(!e.contains(secret), "{e}");
         }

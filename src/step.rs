@@ -324,6 +324,12 @@ impl Step {
                             short(id)
                         )));
                     }
+                    if c.running {
+                        // Started by hand or by Docker while parked. moby#42351:
+                        // a running overlay container cannot be renamed; the
+                        // StopOld compensation, next, starts it again.
+                        engine.stop(id, Duration::from_secs(10)).await?;
+                    }
                     engine.rename(id, from).await?;
                 }
                 Ok(())

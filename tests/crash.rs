@@ -1,4 +1,4 @@
-//! The crash sweep on the real Docker engine (issue 4, design.md "Reliability
+//! The crash sweep on the real Docker engine (design.md "Reliability
 //! targets"): a deploy is killed at its crash points (`SWAP_CRASH_AT=after:N`,
 //! `before:N`, `torn:N` for N = 1, 2, … until it completes uncrashed), then
 //! `swap recover` runs and the app must be settled: exactly one container
@@ -743,8 +743,8 @@ fn sweep_recovery_crashed_torn() {
 // A parked old container started by hand
 // ---------------------------------------------------------------------------
 
-/// issue 4: "recovery must handle a container that Docker restarted or that
-/// a person started by hand". The re-deploy is crashed while the old
+/// Recovery must handle a container that Docker restarted or that a person
+/// started by hand. The re-deploy is crashed while the old
 /// container is stopped (after:7, still named `<APP>`) or stopped and parked
 /// under `<APP>--swap-old` (after:9, after:11: candidate renamed, not started);
 /// then someone runs `docker start` on the old container; then `swap recover`

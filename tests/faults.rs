@@ -423,11 +423,8 @@ fn cut_mid_deploy(tag: &str, trigger: &[&str], serving_after_cut: &str, settle_o
     assert!(proxy.fired(), "the proxy never saw {trigger:?}; requests:\n{:#?}\n{}", proxy.requests(), describe(&out));
     assert_exit(&out, 5);
     assert!(text(&out).contains("Docker is unreachable"), "{}", describe(&out));
-    // Product bug (open): an unreachable daemon in a live deploy's step ends
-    // with Docker's bare message (src/run.rs, `finish_step`, the
-    // `is_unreachable` arm), not saying the deploy is unfinished or to run
-    // `swap recover` as docs/exit-codes.md promises; the health gate's
-    // unreachable path does say it.
+    // docs/exit-codes.md: exit 5 says the deploy is unfinished and to run
+    // `swap recover`.
     assert!(text(&out).contains("swap recover"), "no hint to run `swap recover`:\n{}", describe(&out));
     drop(proxy);
     assert_unfinished(&app);

@@ -236,9 +236,12 @@ pub(crate) fn walk<'a>(
         }
         let ts_ms = time::parse_ms(rec.ts).ok_or_else(|| corrupt(format!("bad timestamp {:?}", rec.ts)))?;
         if expected_seq == 0 {
+            // serde would also read a struct from a JSON array: the spec
+            // says the header's data is an object.
+            let is_object = rec.data.get().trim_start().starts_with('{');
             let header: Result<Header, _> = serde_json::from_str(rec.data.get());
             match header {
-                Ok(h) if h.kind == "header" && h.format == "journal" && rec.group.is_empty() => {}
+                Ok(h) if is_object && h.kind == "header" && h.format == "journal" && rec.group.is_empty() => {}
                 _ => return Err(corrupt("first record is not a journal header".into())),
             }
         } else {
