@@ -210,7 +210,6 @@ enum Mode {
     Stall,
 }
 
-#[derive(Debug)]
 struct Shared {
     mode: Mutex<Mode>,
     /// Both ends of every connection, to cut them.
@@ -220,9 +219,17 @@ struct Shared {
     trigger: Mutex<Vec<String>>,
     fire: Mode,
     fired: AtomicBool,
+    /// Run once when the trigger fires, before the request is forwarded.
+    hook: Mutex<Option<Box<dyn FnOnce() + Send>>>,
     /// Every request line seen.
     requests: Mutex<Vec<String>>,
     closed: AtomicBool,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared").field("mode", &self.mode()).field("fired", &self.fired).finish_non_exhaustive()
+    }
 }
 
 impl Shared {
@@ -261,6 +268,9 @@ impl Shared {
             }
         }
         if fired {
+            if let Some(hook) = self.hook.lock().unwrap().take() {
+                hook();
+            }
             self.set(self.fire);
         }
         fired
@@ -285,6 +295,12 @@ impl DockerProxy {
     /// Starts forwarding; when requests matching each of `trigger` in turn
     /// have been seen, switches to `fire` before forwarding the last one.
     fn start(trigger: &[&str], fire: Mode) -> DockerProxy {
+        Self::start_with_hook(trigger, fire, None)
+    }
+
+    /// As [`DockerProxy::start`], running `hook` when the trigger fires,
+    /// before that request reaches the daemon.
+    fn start_with_hook(trigger: &[&str], fire: Mode, hook: Option<Box<dyn FnOnce() + Send>>) -> DockerProxy {
         let dir = tempfile::tempdir().expect("temp dir for the proxy socket");
         let sock = dir.path().join("docker.sock");
         let listener = UnixListener::bind(&sock).expect("bind the proxy socket");
@@ -295,6 +311,7 @@ impl DockerProxy {
             trigger: Mutex::new(trigger.iter().map(|s| s.to_string()).collect()),
             fire,
             fired: AtomicBool::new(false),
+            hook: Mutex::new(hook),
             requests: Mutex::new(vec![]),
             closed: AtomicBool::new(false),
         });
@@ -451,6 +468,46 @@ fn docker_cut_in_the_health_gate_exits_5_then_recover_rolls_back() {
 fn docker_cut_after_the_commit_exits_5_then_recover_finishes() {
     // The commit is durable; removing the old container is cut.
     cut_mid_deploy("cut-remove", &["DELETE /containers"], "v2", "v2", "deployed");
+}
+
+/// A network the candidate joins is deleted mid-deploy, after the candidate
+/// was created and before it starts (the proxy runs `docker network rm`
+/// when it sees the old container's stop request; a created container holds
+/// no endpoint, so Docker lets the network go). The start fails "network …
+/// not found", which swap retries as the moby PR#41011 race for a few
+/// seconds, then gives up: the deploy rolls back, exit 1, v1 serves again on
+/// its own network and port.
+#[test]
+fn network_deleted_mid_deploy_rolls_back_with_exit_1() {
+    support::images();
+    let app = TestApp::new("net-gone");
+    let port = support::free_port();
+    deploy_v1(&app, port, &["--restart", "unless-stopped"]);
+    let net = format!("swap-fault-gone-{}", std::process::id());
+    let _ = Command::new("docker").args(["network", "rm", &net]).output();
+    support::docker_ok(&["network", "create", &net]);
+    let hook_net = net.clone();
+    let hook: Box<dyn FnOnce() + Send> = Box::new(move || {
+        let out = Command::new("docker").args(["network", "rm", &hook_net]).output().unwrap();
+        assert!(out.status.success(), "docker network rm: {}", String::from_utf8_lossy(&out.stderr));
+    });
+    let proxy = DockerProxy::start_with_hook(&["/stop"], Mode::Pass, Some(hook));
+    let out = app.swap_env(
+        &[("DOCKER_HOST", &proxy.url())],
+        &["deploy", app.name(), "--image", "swap-demo:v2", "--network", &net],
+    );
+    assert!(proxy.fired(), "the proxy never saw the stop request:\n{:#?}\n{}", proxy.requests(), describe(&out));
+    drop(proxy);
+    let gone = Command::new("docker").args(["network", "inspect", &net]).output().unwrap();
+    assert!(!gone.status.success(), "the network was not deleted mid-deploy");
+    assert_exit(&out, 1);
+    assert!(text(&out).contains("not found"), "the message does not say the network is gone:\n{}", describe(&out));
+    assert_ends(&app, "rolled_back");
+    let (_, mine) = last_deploy(&records(&app));
+    assert!(intended(&mine).contains(&"start_candidate".to_string()), "{mine:#?}");
+    support::assert_settled(app.name(), "swap-demo:v1");
+    assert_answers(port, "v1");
+    assert_eq!(restart_policy(app.name()), "unless-stopped", "the old container's restart policy was not restored");
 }
 
 /// A daemon that accepts the stop request and never answers: swap waits (up
