@@ -237,8 +237,15 @@ async fn execute<E: Engine>(
     report: &Report,
 ) -> Result<Deployed, Failure> {
     let app = req.app.clone();
-    let mut run =
-        Run { engine, journal, deploy: plan.deploy.clone(), report, intended: vec![], phase: Phase::BeforeCommit };
+    let mut run = Run {
+        engine,
+        journal,
+        deploy: plan.deploy.clone(),
+        report,
+        intended: vec![],
+        phase: Phase::BeforeCommit,
+        docker_lost: None,
+    };
     run.append(Event::Begin(plan.begin.clone()))?;
     match forward(&mut run, req, &mut plan).await {
         Ok(container) => {
@@ -249,6 +256,17 @@ async fn execute<E: Engine>(
             report.note(format!("{reason}; rolling back"));
             run.rollback(&reason, plan.begin.old.as_ref()).await?;
             Err(Failure::RolledBack(format!("deploy {} of {app} failed and was rolled back: {reason}", plan.deploy)))
+        }
+        // A daemon restart or a dropped socket before the commit point: the
+        // failed call's effect is unknown, but every compensation observes
+        // before it acts, so the rollback a later `swap recover` would do can
+        // be done now, waiting a little for Docker to answer again. If it
+        // does not, the run ends incomplete (exit 5) as before.
+        Err(Failure::Incomplete(_)) if run.docker_lost.is_some() && run.phase == Phase::BeforeCommit => {
+            let why = run.docker_lost.clone().unwrap_or_default();
+            report.note(format!("{why}; rolling back as soon as Docker answers"));
+            run.rollback(&why, plan.begin.old.as_ref()).await?;
+            Err(Failure::RolledBack(format!("deploy {} of {app} failed and was rolled back: {why}", plan.deploy)))
         }
         Err(other) => Err(other),
     }
@@ -353,6 +371,7 @@ async fn gate<E: Engine>(run: &mut Run<'_, E>, req: &Request, cand: &str, networ
                 ms,
             })?;
             if rejection.unreachable {
+                run.docker_lost = Some(format!("health gate: {}", rejection.reason));
                 Err(Failure::Incomplete(format!("{}; run `swap recover` once Docker answers", rejection.reason)))
             } else {
                 Err(Failure::RolledBack(rejection.reason))

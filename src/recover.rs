@@ -76,8 +76,15 @@ pub async fn resume<E: Engine>(
     retry_unreachable(|| async { engine.ping().await.map_err(StepError::from) })
         .await
         .map_err(|e| Failure::Incomplete(format!("{e}; the journal is intact, run `swap recover` again later")))?;
-    let mut run =
-        Run { engine, journal, deploy: deploy.to_string(), report, intended: vec![], phase: Phase::ForwardOnly };
+    let mut run = Run {
+        engine,
+        journal,
+        deploy: deploy.to_string(),
+        report,
+        intended: vec![],
+        phase: Phase::ForwardOnly,
+        docker_lost: None,
+    };
     let app = d.begin.app.clone();
     match &d.committed {
         Some(cand) => {

@@ -33,6 +33,10 @@ pub struct Run<'a, E> {
     pub intended: Vec<Step>,
     /// Where the run stands relative to the commit point.
     pub phase: Phase,
+    /// Why the run lost the daemon, when a step or the health gate ended
+    /// because Docker could not be reached (not because the journal could
+    /// not be written).
+    pub docker_lost: Option<String>,
 }
 
 /// Where a run stands, which decides what a failed step means.
@@ -118,10 +122,13 @@ impl<'a, E: Engine> Run<'a, E> {
                         "{} failed after the commit point: {error}; the deploy is unfinished, run `swap recover` to finish it",
                         step.name()
                     )),
-                    e if e.is_unreachable() => Failure::Incomplete(format!(
-                        "{} failed: {error}; the deploy is unfinished, run `swap recover` once Docker answers",
-                        step.name()
-                    )),
+                    e if e.is_unreachable() => {
+                        self.docker_lost = Some(format!("{} failed: {error}", step.name()));
+                        Failure::Incomplete(format!(
+                            "{} failed: {error}; the deploy is unfinished, run `swap recover` once Docker answers",
+                            step.name()
+                        ))
+                    }
                     _ => Failure::RolledBack(format!("{} failed: {error}", step.name())),
                 };
                 self.append(Event::Failed { step, error, ms })?;

@@ -382,6 +382,11 @@ impl DockerProxy {
         format!("unix://{}", self.sock.display())
     }
 
+    /// Forwards again, as a daemon back from a restart would answer.
+    fn restore(&self) {
+        self.shared.set(Mode::Pass);
+    }
+
     fn fired(&self) -> bool {
         self.shared.fired.load(Ordering::SeqCst)
     }
@@ -468,6 +473,33 @@ fn docker_cut_in_the_health_gate_exits_5_then_recover_rolls_back() {
 fn docker_cut_after_the_commit_exits_5_then_recover_finishes() {
     // The commit is durable; removing the old container is cut.
     cut_mid_deploy("cut-remove", &["DELETE /containers"], "v2", "v2", "deployed");
+}
+
+/// Docker goes away for two seconds at the candidate's start (the old
+/// container is stopped and parked, nothing serves) and comes back: the
+/// deploy does not stop at exit 5 with the app down, it waits for Docker and
+/// rolls back, exit 1, v1 serving again with its restart policy.
+#[test]
+fn docker_gone_briefly_mid_deploy_is_rolled_back_when_it_answers_again() {
+    support::images();
+    let app = TestApp::new("blip");
+    let port = support::free_port();
+    deploy_v1(&app, port, &["--restart", "unless-stopped"]);
+    let proxy = DockerProxy::start(&["/stop", "/start"], Mode::Cut);
+    let child = spawn_swap(&app, &[("DOCKER_HOST", &proxy.url())], &["deploy", app.name(), "--image", "swap-demo:v2"]);
+    assert!(wait_until(Duration::from_secs(30), || proxy.fired()), "the deploy never sent the candidate's start");
+    std::thread::sleep(Duration::from_secs(2));
+    let down = support::http_get(port, Duration::from_millis(300));
+    assert_eq!(down, None, "something answered while the old container was stopped and Docker cut off");
+    proxy.restore();
+    let out = child.wait_with_output().unwrap();
+    assert_exit(&out, 1);
+    assert!(text(&out).contains("rolled back"), "{}", describe(&out));
+    assert_ends(&app, "rolled_back");
+    support::assert_settled(app.name(), "swap-demo:v1");
+    assert_answers(port, "v1");
+    assert_eq!(restart_policy(app.name()), "unless-stopped", "the old container's restart policy was not restored");
+    assert_exit(&app.swap(&["journal", "verify", app.name()]), 0);
 }
 
 /// A network the candidate joins is deleted mid-deploy, after the candidate
