@@ -225,7 +225,15 @@ pub async fn deploy<E: Engine>(
     }
     let plan = plan(engine, req, &deploy_id, run).await?;
     plan.show(report);
-    execute(engine, &mut journal, req, plan, report).await
+    let result = execute(engine, &mut journal, req, plan, report).await;
+    if journal.detached().unwrap_or(false) {
+        report.note(format!(
+            "warning: the journal {} was removed or replaced while this deploy ran; its records are lost and \
+             the next deploy starts a new journal",
+            journal.path().display()
+        ));
+    }
+    result
 }
 
 /// Executes a plan under the journal's lock.

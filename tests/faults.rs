@@ -700,8 +700,10 @@ fn state_dir_removed_mid_deploy_the_deploy_ends_consistently() {
     std::fs::remove_dir_all(app.state_dir.join(app.name())).unwrap();
     let out = child.wait_with_output().unwrap();
     eprintln!("deploy after its state dir was removed:\n{}", describe(&out));
-    // Appends go to the unlinked file's open descriptor and succeed.
+    // Appends go to the unlinked file's open descriptor and succeed; swap
+    // says the records are lost.
     assert_exit(&out, 0);
+    assert!(text(&out).contains("was removed or replaced"), "no warning that the journal is gone:\n{}", describe(&out));
     support::assert_settled(app.name(), "swap-demo:v2");
     assert_answers(port, "v2");
     assert!(!app.journal_path().exists(), "swap re-created the removed journal");

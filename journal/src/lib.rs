@@ -466,6 +466,13 @@ impl<T: Serialize + DeserializeOwned> Journal<T> {
     pub fn path(&self) -> &Path {
         &self.path
     }
+
+    /// Whether the file this handle writes is no longer the one at its path:
+    /// someone removed or replaced it. Appends still succeed, but no reader
+    /// will ever see them. One `fstat` and one `stat`; appends do not check.
+    pub fn detached(&self) -> std::io::Result<bool> {
+        self.storage.detached()
+    }
 }
 
 /// One group's records during compaction, with their payload bytes as

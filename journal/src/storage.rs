@@ -26,6 +26,11 @@ pub(crate) trait Storage: std::fmt::Debug + Send {
     /// Replaces the whole content atomically and durably: after a crash the
     /// file holds either the old or the new bytes, never a mix.
     fn replace(&mut self, bytes: &[u8]) -> io::Result<()>;
+    /// Whether the file written is no longer the one at its path (removed
+    /// or replaced from outside). A backend without a path never is.
+    fn detached(&self) -> io::Result<bool> {
+        Ok(false)
+    }
 }
 
 /// The real journal file, held open in append mode.
@@ -87,6 +92,16 @@ impl Storage for FileStorage {
 
     fn read_all(&self) -> io::Result<Vec<u8>> {
         read_all(&self.file)
+    }
+
+    fn detached(&self) -> io::Result<bool> {
+        use std::os::unix::fs::MetadataExt as _;
+        let open = self.file.metadata()?;
+        match std::fs::metadata(&self.path) {
+            Ok(at_path) => Ok((at_path.dev(), at_path.ino()) != (open.dev(), open.ino())),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(true),
+            Err(e) => Err(e),
+        }
     }
 
     fn replace(&mut self, bytes: &[u8]) -> io::Result<()> {

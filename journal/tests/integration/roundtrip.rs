@@ -138,3 +138,28 @@ fn compaction_keeps_recent_and_unfinished_groups_and_stays_appendable() {
     assert_eq!(header["data"]["compacted_dropped"], 4);
     assert!(!path.with_file_name("journal.jsonl.compact-tmp").exists());
 }
+
+#[test]
+fn a_journal_removed_or_replaced_under_its_writer_is_detached() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app").join("journal.jsonl");
+    let note = |t: &str| Step::Note(Note { text: t.into(), ok: true });
+    let (mut j, _) = Journal::<Step>::open(&path, &OpenOptions::default()).unwrap();
+    j.append("d1", note("a")).unwrap();
+    assert!(!j.detached().unwrap(), "a journal at its path is not detached");
+    // Compaction replaces the file itself: the handle follows it.
+    j.compact(1, |_, _| true).unwrap();
+    j.append("d2", note("b")).unwrap();
+    assert!(!j.detached().unwrap(), "compaction detached the writer from its own file");
+
+    std::fs::remove_file(&path).unwrap();
+    j.append("d3", note("c")).expect("an unlinked file still takes appends");
+    assert!(j.detached().unwrap(), "removed, yet not detached");
+    drop(j);
+
+    let (j, _) = Journal::<Step>::open(&path, &OpenOptions::default()).unwrap();
+    let other = dir.path().join("other.jsonl");
+    std::fs::write(&other, b"").unwrap();
+    std::fs::rename(&other, &path).unwrap();
+    assert!(j.detached().unwrap(), "replaced, yet not detached");
+}
