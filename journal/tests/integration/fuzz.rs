@@ -197,26 +197,6 @@ fn is_header(m: &Members, group: &str) -> bool {
         && m.get("compacted_dropped").is_none_or(|r| serde_json::from_str::<Option<u64>>(r).is_ok())
 }
 
-/// Known divergences from the spec, named in `JOURNAL_FUZZ_TOLERATE`
-/// (comma-separated), which the model then accepts as the
-/// implementation behaves, so a long run can look past them.
-fn tolerated(finding: &str) -> bool {
-    static LIST: OnceLock<String> = OnceLock::new();
-    LIST.get_or_init(|| std::env::var("JOURNAL_FUZZ_TOLERATE").unwrap_or_default()).split(',').any(|f| f == finding)
-}
-
-/// Finding `header-array`: the walk decodes the header's `data` into a
-/// serde struct, which also accepts a JSON array of its fields in order
-/// (`["header","journal"]`), although the spec says `data` is an object.
-fn is_header_array(data: &str) -> bool {
-    let Ok(Value::Array(a)) = serde_json::from_str::<Value>(data) else { return false };
-    (2..=4).contains(&a.len())
-        && a[0] == "header"
-        && a[1] == "journal"
-        && a.get(2).is_none_or(Value::is_string)
-        && a.get(3).is_none_or(|v| v.is_null() || v.is_u64())
-}
-
 /// What the spec says an input is. `records` counts the header.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Class {
@@ -317,7 +297,6 @@ fn model(bytes: &[u8], decode_payload: bool) -> (Class, Vec<ModelRecord>) {
         if expected == 0 {
             match serde_json::from_str::<Members>(data) {
                 Ok(h) if is_header(&h, &group) => {}
-                _ if tolerated("header-array") && group.is_empty() && is_header_array(data) => {}
                 _ => return (corrupt, out),
             }
         } else {
