@@ -857,7 +857,7 @@ fn sweep_next_deploy_recovers_first() {
             if ended(&out) != Ended::Killed {
                 if full() {
                     // Every point before this one crashed: that is how many there are.
-                    tally.records = Some(n - 1);
+                    tally.records = Some(n as usize - 1);
                 }
                 break;
             }
