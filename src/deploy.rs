@@ -276,6 +276,23 @@ async fn execute<E: Engine>(
             run.rollback(&why, plan.begin.old.as_ref()).await?;
             Err(Failure::RolledBack(format!("deploy {} of {app} failed and was rolled back: {why}", plan.deploy)))
         }
+        // Past the commit point the new version serves; only the old
+        // container's removal is left. Finish it once Docker answers
+        // (observing first: the lost call may have removed it).
+        Err(Failure::Incomplete(_)) if run.docker_lost.is_some() && run.phase == Phase::ForwardOnly => {
+            let why = run.docker_lost.clone().unwrap_or_default();
+            report.note(format!("{why}; finishing as soon as Docker answers"));
+            let remove = run.intended.iter().rev().find(|s| matches!(s, Step::RemoveOld { .. })).cloned();
+            let container = run.intended.iter().find_map(|s| match s {
+                Step::StartCandidate { id, .. } => Some(id.clone()),
+                _ => None,
+            });
+            if let Some(remove) = remove {
+                run.step_observed(remove).await?;
+            }
+            run.append(Event::End { outcome: Outcome::Deployed, reason: None })?;
+            Ok(Deployed { deploy: plan.deploy, container: container.unwrap_or_default() })
+        }
         Err(other) => Err(other),
     }
 }

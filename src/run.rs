@@ -118,10 +118,15 @@ impl<'a, E: Engine> Run<'a, E> {
                 );
                 let failure = match &e {
                     StepError::Unexplained(m) => Failure::Halted(m.clone()),
-                    _ if self.phase == Phase::ForwardOnly => Failure::Incomplete(format!(
-                        "{} failed after the commit point: {error}; the deploy is unfinished, run `swap recover` to finish it",
-                        step.name()
-                    )),
+                    _ if self.phase == Phase::ForwardOnly => {
+                        if e.is_unreachable() {
+                            self.docker_lost = Some(format!("{} failed: {error}", step.name()));
+                        }
+                        Failure::Incomplete(format!(
+                            "{} failed after the commit point: {error}; the deploy is unfinished, run `swap recover` to finish it",
+                            step.name()
+                        ))
+                    }
                     e if e.is_unreachable() => {
                         self.docker_lost = Some(format!("{} failed: {error}", step.name()));
                         Failure::Incomplete(format!(

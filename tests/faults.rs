@@ -502,6 +502,30 @@ fn docker_gone_briefly_mid_deploy_is_rolled_back_when_it_answers_again() {
     assert_exit(&app.swap(&["journal", "verify", app.name()]), 0);
 }
 
+/// Docker goes away for two seconds right after the commit, at the old
+/// container's removal: the new version serves, and the deploy finishes the
+/// removal once Docker answers instead of leaving it to `swap recover`.
+#[test]
+fn docker_gone_briefly_after_the_commit_is_finished_when_it_answers_again() {
+    support::images();
+    let app = TestApp::new("blip-commit");
+    let port = support::free_port();
+    deploy_v1(&app, port, &[]);
+    let proxy = DockerProxy::start(&["DELETE /containers"], Mode::Cut);
+    let child = spawn_swap(&app, &[("DOCKER_HOST", &proxy.url())], &["deploy", app.name(), "--image", "swap-demo:v2"]);
+    assert!(wait_until(Duration::from_secs(30), || proxy.fired()), "the deploy never sent the old container's removal");
+    std::thread::sleep(Duration::from_secs(2));
+    assert_answers(port, "v2");
+    proxy.restore();
+    let out = child.wait_with_output().unwrap();
+    assert_exit(&out, 0);
+    assert!(text(&out).contains("finishing as soon as Docker answers"), "{}", describe(&out));
+    assert_ends(&app, "deployed");
+    support::assert_settled(app.name(), "swap-demo:v2");
+    assert_answers(port, "v2");
+    assert_exit(&app.swap(&["journal", "verify", app.name()]), 0);
+}
+
 /// A network the candidate joins is deleted mid-deploy, after the candidate
 /// was created and before it starts (the proxy runs `docker network rm`
 /// when it sees the old container's stop request; a created container holds
