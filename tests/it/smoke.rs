@@ -137,6 +137,12 @@ fn demo_app_stops_promptly_on_sigterm() {
     support::images();
     let app = TestApp::new("smoke-stop");
     support::run_container(app.name(), &image("plain-v1"), &[]);
+    // The handler is installed before the app listens: wait for that, or a
+    // loaded machine can deliver the signal before the app reached main.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !support::logs(app.name()).contains("listening") && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let start = std::time::Instant::now();
     // With no SIGTERM handler, PID 1 would ignore the signal and `docker stop`
     // would wait out the whole 10 s timeout before SIGKILL.

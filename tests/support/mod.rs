@@ -201,6 +201,13 @@ pub fn images() {
     });
 }
 
+/// The test overlay's subnet: a /16, not Docker's default /24. The swarm
+/// allocates every attachment an address, and after a few hundred
+/// container attachments and removals on one attachable overlay a /24 can
+/// end with starts failing "could not allocate IP from IPAM: Address
+/// already in use" (moby/swarmkit#2800, moby#32634).
+pub const OVERLAY_SUBNET: &str = "10.231.0.0/16";
+
 /// Ensures the single-node swarm is active and the attachable overlay network
 /// [`OVERLAY`] exists; returns its name.
 pub fn overlay() -> &'static str {
@@ -221,7 +228,7 @@ pub fn overlay() -> &'static str {
                     err.trim()
                 );
             }
-            create_network(OVERLAY, &["--driver", "overlay", "--attachable"]);
+            create_network(OVERLAY, &["--driver", "overlay", "--attachable", "--subnet", OVERLAY_SUBNET]);
             assert_eq!(
                 network_driver(OVERLAY).as_deref(),
                 Some("overlay"),
