@@ -34,8 +34,15 @@ use serde_json::Value;
 /// `demo/build-images.sh`.
 pub const IMAGE_TAGS: [&str; 6] = ["v1", "v2", "crash", "unhealthy", "plain-v1", "plain-v2"];
 
-/// The attachable overlay network shared by all tests (see [`overlay`]).
+/// The attachable overlay network shared by all tests (see [`overlay`]),
+/// unless `SWAP_TEST_OVERLAY` names another (`.ci/run` gives each run its
+/// own).
 pub const OVERLAY: &str = "swap-test-overlay";
+
+fn overlay_name() -> &'static str {
+    static NAME: OnceLock<String> = OnceLock::new();
+    NAME.get_or_init(|| std::env::var("SWAP_TEST_OVERLAY").ok().filter(|n| !n.is_empty()).unwrap_or(OVERLAY.into()))
+}
 
 /// The user-defined bridge network shared by all tests (see [`bridge`]).
 pub const BRIDGE: &str = "swap-test-bridge";
@@ -209,12 +216,13 @@ pub fn images() {
 pub const OVERLAY_SUBNET: &str = "10.231.0.0/16";
 
 /// Ensures the single-node swarm is active and the attachable overlay network
-/// [`OVERLAY`] exists; returns its name.
+/// [`OVERLAY`] (or `SWAP_TEST_OVERLAY`) exists; returns its name.
 pub fn overlay() -> &'static str {
     docker();
+    let name = overlay_name();
     static DONE: OnceLock<()> = OnceLock::new();
     DONE.get_or_init(|| {
-        if network_driver(OVERLAY).as_deref() == Some("overlay") {
+        if network_driver(name).as_deref() == Some("overlay") {
             return;
         }
         with_lock("networks", || {
@@ -228,15 +236,30 @@ pub fn overlay() -> &'static str {
                     err.trim()
                 );
             }
-            create_network(OVERLAY, &["--driver", "overlay", "--attachable", "--subnet", OVERLAY_SUBNET]);
+            let out = docker_output(&[
+                "network",
+                "create",
+                "--driver",
+                "overlay",
+                "--attachable",
+                "--subnet",
+                OVERLAY_SUBNET,
+                name,
+            ]);
+            if !out.status.success() && String::from_utf8_lossy(&out.stderr).contains("overlap") {
+                // An earlier overlay holds the /16: take a default-sized one.
+                create_network(name, &["--driver", "overlay", "--attachable"]);
+            } else {
+                create_network(name, &["--driver", "overlay", "--attachable", "--subnet", OVERLAY_SUBNET]);
+            }
             assert_eq!(
-                network_driver(OVERLAY).as_deref(),
+                network_driver(name).as_deref(),
                 Some("overlay"),
-                "network {OVERLAY} exists but is not an overlay network"
+                "network {name} exists but is not an overlay network"
             );
         });
     });
-    OVERLAY
+    name
 }
 
 /// Ensures the user-defined bridge network [`BRIDGE`] exists; returns its name.
