@@ -42,6 +42,13 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
 /// Bound on a build, which may legitimately run for a long time.
 const BUILD_TIMEOUT: Duration = Duration::from_secs(6 * 3600);
 
+/// How long Docker may go on with a create, start, rename or update whose
+/// client was killed. Such a call normally lands within milliseconds; on a
+/// loaded 2-core machine a create sent 15 ms before a SIGKILL landed only
+/// after the recovery that started right after it had looked (about
+/// 200 ms). 3 s leaves room for a busy daemon.
+const ORPHAN_GRACE: Duration = Duration::from_secs(3);
+
 /// Extra time granted to a `stop` call beyond the container's own stop
 /// timeout, for the daemon to kill it and report back.
 const STOP_GRACE: Duration = Duration::from_secs(30);
@@ -238,6 +245,10 @@ fn lines_of(chunk: &[u8]) -> Vec<String> {
 }
 
 impl Engine for BollardEngine {
+    fn orphan_bound(&self, waits: Duration) -> Duration {
+        ORPHAN_GRACE + waits
+    }
+
     /// Checks the daemon answers `/_ping`.
     async fn ping(&self) -> EngineResult<()> {
         self.docker.ping().await.map(|_| ()).map_err(engine_error)

@@ -187,6 +187,13 @@ pub type BuildProgress<'a> = &'a mut (dyn FnMut(&str) + Send);
 /// The Docker engine operations swap performs. Every method is a single API
 /// call (or a fixed short sequence), so a crash can only land between calls.
 pub trait Engine: Send + Sync {
+    /// How long a call may still be running inside the engine after the
+    /// process that sent it died, for a call that itself waits up to
+    /// `waits` (a stop's timeout). Docker finishes a request whose client is
+    /// gone, so recovery waits this long after an unfinished step before it
+    /// observes. An engine that applies each call at once returns zero.
+    fn orphan_bound(&self, waits: Duration) -> Duration;
+
     /// Checks the daemon answers.
     fn ping(&self) -> impl Future<Output = EngineResult<()>> + Send;
 

@@ -76,6 +76,7 @@ pub async fn resume<E: Engine>(
     retry_unreachable(|| async { engine.ping().await.map_err(StepError::from) })
         .await
         .map_err(|e| Failure::Incomplete(format!("{e}; the journal is intact, run `swap recover` again later")))?;
+    settle_orphan(engine, records, deploy, report).await;
     let mut run = Run {
         engine,
         journal,
@@ -131,6 +132,37 @@ pub async fn resume<E: Engine>(
             Ok(Recovered::RolledBack(deploy.to_string()))
         }
     }
+}
+
+/// Waits, when the deploy's last record is a step's intent (or undo intent)
+/// written moments ago, until the Docker call the dead process may have
+/// sent for it must have landed. Docker finishes a request whose client was
+/// killed: observed too early, a create lands after recovery looked for the
+/// candidate and is left behind, a stop lands after recovery saw the old
+/// container running and leaves the app down. A journal whose last intent
+/// is older than the bound costs no wait.
+async fn settle_orphan<E: Engine>(engine: &E, records: &[journal::Record<Event>], deploy: &str, report: &Report) {
+    let Some(last) = records.iter().rev().find(|r| r.group == deploy) else { return };
+    let (step, waits) = match &last.data {
+        Event::Intent { step } => (step, step.waits(false)),
+        Event::UndoIntent { step } => (step, step.waits(true)),
+        _ => return,
+    };
+    let Some(waits) = waits else { return };
+    let bound = engine.orphan_bound(waits);
+    let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+    let until_ms = last.ts_ms.saturating_add(bound.as_millis() as u64);
+    // A clock set back since the record was written waits at most the bound.
+    let wait = std::time::Duration::from_millis(until_ms.saturating_sub(now_ms)).min(bound);
+    if wait.is_zero() {
+        return;
+    }
+    report.note(format!(
+        "the last step ({}) was cut off moments ago; waiting {:.1} s for a Docker call it may have sent to land",
+        step.describe(),
+        wait.as_secs_f64()
+    ));
+    tokio::time::sleep(wait).await;
 }
 
 async fn observe<E: Engine>(engine: &E, id: &str) -> Result<Option<crate::docker::Container>, Failure> {

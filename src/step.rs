@@ -22,6 +22,13 @@ pub fn staged_name(app: &str, role: &str) -> String {
     format!("{app}--swap-{role}")
 }
 
+/// Stop timeout for an old container found running while parked, before it
+/// gets the app's name back.
+const RUNNING_PARKED_STOP: Duration = Duration::from_secs(10);
+
+/// Stop timeout for a running candidate that must give the app's name back.
+const RENAMED_CANDIDATE_STOP: Duration = Duration::from_secs(1);
+
 /// One step of a deploy, with everything needed to observe, apply and undo
 /// it without the plan that produced it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -209,6 +216,24 @@ impl Step {
         }
     }
 
+    /// How long the step's Docker calls may wait by design (a stop's
+    /// timeout) when applying it, or with `undo` its compensation: with the
+    /// engine's [`Engine::orphan_bound`], how long such a call may outlive
+    /// a killed process. `None` for a build, whose orphan leaves at most an
+    /// unused image.
+    pub fn waits(&self, undo: bool) -> Option<Duration> {
+        let secs = |s: &u64| Duration::from_secs(*s);
+        Some(match (self, undo) {
+            (Step::Build { .. }, _) => return None,
+            (Step::StopOld { timeout_s, .. }, false) | (Step::StartCandidate { timeout_s, .. }, true) => {
+                secs(timeout_s)
+            }
+            (Step::RenameOld { .. }, true) => RUNNING_PARKED_STOP,
+            (Step::RenameCandidate { .. }, true) => RENAMED_CANDIDATE_STOP,
+            _ => Duration::ZERO,
+        })
+    }
+
     /// The container the step acts on, when it is known.
     fn target(&self) -> Option<&str> {
         match self {
@@ -328,7 +353,7 @@ impl Step {
                         // Started by hand or by Docker while parked. moby#42351:
                         // a running overlay container cannot be renamed; the
                         // StopOld compensation, next, starts it again.
-                        engine.stop(id, Duration::from_secs(10)).await?;
+                        engine.stop(id, RUNNING_PARKED_STOP).await?;
                     }
                     engine.rename(id, from).await?;
                 }
@@ -340,7 +365,7 @@ impl Step {
                 if c.name == *to {
                     if c.running {
                         // moby#42351: a running overlay container cannot be renamed.
-                        engine.stop(id, Duration::from_secs(1)).await?;
+                        engine.stop(id, RENAMED_CANDIDATE_STOP).await?;
                     }
                     engine.rename(id, from).await?;
                 }

@@ -961,7 +961,7 @@ fn random_kills() {
         let t = Instant::now();
         let fx = match fixture.take() {
             Some(fx) => fx,
-            None => match setup(&sc) {
+            None => match setup(&Scenario { old: Some("v1"), ..sc }) {
                 Ok(fx) => {
                     serving = "v1".into();
                     fx

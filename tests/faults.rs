@@ -16,9 +16,10 @@ mod support;
 use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -473,6 +474,66 @@ fn docker_cut_in_the_health_gate_exits_5_then_recover_rolls_back() {
 fn docker_cut_after_the_commit_exits_5_then_recover_finishes() {
     // The commit is durable; removing the old container is cut.
     cut_mid_deploy("cut-remove", &["DELETE /containers"], "v2", "v2", "deployed");
+}
+
+/// swap is killed (SIGKILL) with a Docker request in flight: the proxy,
+/// on seeing `trigger`, kills swap and holds that request for a second
+/// before it forwards it, so the request lands in Docker after swap died,
+/// as an in-flight request does. `swap recover`, run at once, must wait for
+/// it to land and then roll back: v1 serving on its port with its restart
+/// policy, nothing left behind, also a few seconds later.
+fn killed_with_a_request_in_flight(tag: &str, trigger: &str, cut_off: &str) {
+    support::images();
+    let app = TestApp::new(tag);
+    let port = support::free_port();
+    deploy_v1(&app, port, &["--restart", "unless-stopped"]);
+    let pid = Arc::new(AtomicU32::new(0));
+    let victim = Arc::clone(&pid);
+    let hook: Box<dyn FnOnce() + Send> = Box::new(move || {
+        while victim.load(Ordering::SeqCst) == 0 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        // SAFETY: kill(2) on the pid of the test's own unreaped child.
+        unsafe { libc::kill(victim.load(Ordering::SeqCst) as libc::pid_t, libc::SIGKILL) };
+        std::thread::sleep(Duration::from_secs(1));
+    });
+    let proxy = DockerProxy::start_with_hook(&[trigger], Mode::Pass, Some(hook));
+    let child = spawn_swap(&app, &[("DOCKER_HOST", &proxy.url())], &["deploy", app.name(), "--image", "swap-demo:v2"]);
+    pid.store(child.id(), Ordering::SeqCst);
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.signal(), Some(libc::SIGKILL), "swap was not killed:\n{}", describe(&out));
+    assert!(proxy.fired(), "the proxy never saw {trigger:?}; requests:\n{:#?}", proxy.requests());
+    let recs = records(&app);
+    let (_, mine) = last_deploy(&recs);
+    let last = mine.last().unwrap();
+    assert_eq!(
+        (kind(last), last["data"]["step"]["step"].as_str()),
+        ("intent", Some(cut_off)),
+        "swap was not killed between the intent and the outcome of {cut_off}"
+    );
+    let out = app.swap(&["recover", app.name()]);
+    assert_exit(&out, 0);
+    assert!(text(&out).contains("waiting"), "recover did not wait for the request in flight:\n{}", describe(&out));
+    assert_ends(&app, "rolled_back");
+    for when in ["after recover", "3 s after recover"] {
+        if let Err(why) = support::settled(app.name(), &[&image("v1")]) {
+            panic!("{when}: {why}\n{}", describe(&out));
+        }
+        assert_answers(port, "v1");
+        assert_eq!(restart_policy(app.name()), "unless-stopped", "{when}: the restart policy was not restored");
+        std::thread::sleep(Duration::from_secs(3));
+    }
+    drop(proxy);
+}
+
+#[test]
+fn killed_while_docker_creates_the_candidate_recover_waits_and_removes_it() {
+    killed_with_a_request_in_flight("orphan-create", "/containers/create", "create_candidate");
+}
+
+#[test]
+fn killed_while_docker_stops_the_old_container_recover_waits_and_restarts_it() {
+    killed_with_a_request_in_flight("orphan-stop", "/stop", "stop_old");
 }
 
 /// Docker goes away for two seconds at the candidate's start (the old

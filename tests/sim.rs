@@ -141,6 +141,9 @@ impl Probe {
 }
 
 impl Engine for Probe {
+    fn orphan_bound(&self, waits: std::time::Duration) -> std::time::Duration {
+        self.mem.orphan_bound(waits)
+    }
     async fn ping(&self) -> EngineResult<()> {
         self.note();
         self.mem.ping().await
