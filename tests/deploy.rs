@@ -106,6 +106,22 @@ fn own_outage_ms(app: &TestApp) -> String {
     doc["deploys"][0]["outage_ms"].to_string()
 }
 
+/// Asserts the outage clients saw lies within the window swap journaled
+/// (old container stopped to candidate healthy), give or take the prober's
+/// granularity: the app is never down outside the steps that must take it
+/// down. How long that window is depends on Docker and the machine; the
+/// outage benchmark (`cargo bench --bench outage`) measures it.
+#[track_caller]
+fn assert_outage_is_swaps_own(app: &TestApp, probe: &support::ProbeReport) {
+    let own = own_outage_ms(app);
+    let own_ms: u64 = own.parse().unwrap_or_else(|_| panic!("no outage_ms in `swap history`: {own}"));
+    assert!(
+        probe.longest_gap <= Duration::from_millis(own_ms + 2000),
+        "clients saw an outage of {:?}, longer than swap's own {own_ms} ms: {probe:?}",
+        probe.longest_gap
+    );
+}
+
 /// Id of the container named exactly `name`.
 fn id_of(name: &str) -> String {
     support::inspect(name).unwrap_or_else(|| panic!("no container {name}"))["Id"].as_str().unwrap().to_string()
@@ -274,7 +290,7 @@ fn redeploy_on_bridge_swaps_v1_for_v2_without_flip_back() {
     assert_serving(app.name(), port, "v2");
     assert_eq!(probe.flip_backs, 0, "v1 answered again after v2: {probe:?}");
     assert_eq!(probe.bodies, vec!["v1\n".to_string(), "v2\n".to_string()], "{probe:?}");
-    assert!(probe.longest_gap < Duration::from_secs(5), "outage far too long: {probe:?}");
+    assert_outage_is_swaps_own(&app, &probe);
     assert!(support::inspect(&old_id).is_none(), "the old container was not removed");
     assert_eq!(support::networks_of(app.name()), vec![net.to_string()]);
     assert_journal_ends(&app, "deployed");
@@ -312,7 +328,7 @@ fn redeploy_on_overlay_keeps_aliases_and_env_but_not_image_defaults() {
     assert_serving(app.name(), port, "v2");
     assert_eq!(probe.flip_backs, 0, "v1 answered again after v2: {probe:?}");
     assert_eq!(probe.bodies, vec!["v1\n".to_string(), "v2\n".to_string()], "{probe:?}");
-    assert!(probe.longest_gap < Duration::from_secs(5), "outage far too long: {probe:?}");
+    assert_outage_is_swaps_own(&app, &probe);
 
     assert_eq!(support::networks_of(app.name()), vec![net.to_string()]);
     assert_eq!(aliases(app.name(), net), old_aliases, "network aliases not cloned");
