@@ -24,7 +24,9 @@
 //! (SIGKILL): the call never returns, [`MemoryEngine::crashed`] turns true,
 //! and the harness drops the whole operation, then runs the "restarted
 //! process" against the same engine, whose containers persist like a real
-//! daemon's.
+//! daemon's. A [`Fault::CrashInFlight`] kills it with the request on its
+//! way: the daemon applies it later, as Docker finishes a request whose
+//! client died, and the restarted process must not look too early.
 //!
 //! Time (health checks, simulated latency) is `tokio::time`, so tests run
 //! with paused time and are deterministic.
@@ -72,6 +74,13 @@ pub enum Fault {
     /// The calling process dies after the daemon acted: effect applied, the
     /// call never returns, [`MemoryEngine::crashed`] turns true.
     CrashAfterEffect,
+    /// The calling process dies with the request on its way: the call never
+    /// returns, [`MemoryEngine::crashed`] turns true, and the daemon applies
+    /// the request later — half the engine's orphan grace after the call,
+    /// plus the call's own wait (a stop's timeout) — so a restarted process
+    /// that looks at once sees the world before it. It lands at the first
+    /// call made after that time, or at [`MemoryEngine::land_orphans`].
+    CrashInFlight,
 }
 
 /// Seeded random fault injection. Each call's fault is a pure function of
@@ -88,12 +97,21 @@ pub struct RandomFaults {
     pub crash: f64,
     /// Probability of [`Fault::CrashAfterEffect`] per call.
     pub crash_after_effect: f64,
+    /// Probability of [`Fault::CrashInFlight`] per call.
+    pub crash_in_flight: f64,
 }
 
 impl RandomFaults {
     /// No faults at all with this seed (set the probabilities you want).
     pub fn seeded(seed: u64) -> RandomFaults {
-        RandomFaults { seed, unreachable: 0.0, error_after_effect: 0.0, crash: 0.0, crash_after_effect: 0.0 }
+        RandomFaults {
+            seed,
+            unreachable: 0.0,
+            error_after_effect: 0.0,
+            crash: 0.0,
+            crash_after_effect: 0.0,
+            crash_in_flight: 0.0,
+        }
     }
 
     /// The fault this seed injects at call `number`, if any.
@@ -106,6 +124,7 @@ impl RandomFaults {
             (self.error_after_effect, Fault::ErrorAfterEffect),
             (self.crash, Fault::Crash),
             (self.crash_after_effect, Fault::CrashAfterEffect),
+            (self.crash_in_flight, Fault::CrashInFlight),
         ] {
             edge += p;
             if u < edge {
@@ -288,6 +307,22 @@ struct State {
     epoch: Instant,
     /// Last timestamp handed out (ns since the epoch), to keep them unique.
     last_stamp: u128,
+    /// How long a call may still land after its client died, beyond the
+    /// call's own wait ([`Engine::orphan_bound`]).
+    orphan_grace: Duration,
+    /// Requests of a dead process still on their way.
+    orphans: Orphans,
+}
+
+/// Requests a dead process sent that the daemon has not applied yet: when
+/// each lands, its call number, and its effect.
+#[derive(Default)]
+struct Orphans(Vec<(Instant, u64, Box<dyn FnOnce(&mut State) -> String + Send>)>);
+
+impl std::fmt::Debug for Orphans {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.0.iter().map(|(at, n, _)| (at, n))).finish()
+    }
 }
 
 /// The `Config` a built or added image gets when none is given.
@@ -327,6 +362,8 @@ impl MemoryEngine {
             builds: Vec::new(),
             epoch: Instant::now(),
             last_stamp: 0,
+            orphan_grace: Duration::from_secs(3),
+            orphans: Orphans::default(),
         };
         let id = state.new_hex();
         state.networks.push(Net { id, name: "bridge".into(), driver: "bridge".into(), torn_down_until: 0 });
@@ -446,6 +483,8 @@ impl MemoryEngine {
     /// and can fail on a port conflict, like the real daemon. Not a trait call.
     pub fn restart_daemon(&self) {
         let mut s = self.lock();
+        // Requests on their way are finished before the daemon goes down.
+        s.land_orphans(None);
         let active = s.active_overlays();
         for i in 0..s.containers.len() {
             let health = s.health_now(i);
@@ -617,11 +656,22 @@ impl MemoryEngine {
 
     /// Runs one trait call: numbers it, logs it, injects its fault, applies
     /// `op` to the daemon state. The lock is never held across an await.
-    async fn call<T: Send>(
+    async fn call<T: Send + 'static>(
         &self,
         method: &'static str,
         args: String,
-        op: impl FnOnce(&mut State) -> EngineResult<T> + Send,
+        op: impl FnOnce(&mut State) -> EngineResult<T> + Send + 'static,
+    ) -> EngineResult<T> {
+        self.call_waiting(method, args, Duration::ZERO, op).await
+    }
+
+    /// A call that may itself wait up to `waits` in the daemon (a stop).
+    async fn call_waiting<T: Send + 'static>(
+        &self,
+        method: &'static str,
+        args: String,
+        waits: Duration,
+        op: impl FnOnce(&mut State) -> EngineResult<T> + Send + 'static,
     ) -> EngineResult<T> {
         // A dead process makes no more calls.
         let Some((number, fault, latency)) = self.begin(method, args) else {
@@ -629,6 +679,11 @@ impl MemoryEngine {
         };
         if !latency.is_zero() {
             tokio::time::sleep(latency).await;
+        }
+        if fault == Some(Fault::CrashInFlight) {
+            self.send_orphan(number, waits, op);
+            self.crash.send_replace(true);
+            return std::future::pending().await;
         }
         let (result, crash) = self.finish(number, method, fault, op);
         if crash {
@@ -638,6 +693,34 @@ impl MemoryEngine {
         result
     }
 
+    /// Kills the simulated process with call `number` on its way: its effect
+    /// lands later (see [`Fault::CrashInFlight`]).
+    fn send_orphan<T: 'static>(
+        &self,
+        number: u64,
+        waits: Duration,
+        op: impl FnOnce(&mut State) -> EngineResult<T> + Send + 'static,
+    ) {
+        let mut s = self.lock();
+        let at = Instant::now() + s.orphan_grace / 2 + waits;
+        let effect = move |s: &mut State| match op(s) {
+            Ok(_) => "landed: ok".to_string(),
+            Err(e) => format!("landed: err: {e}"),
+        };
+        s.orphans.0.push((at, number, Box::new(effect)));
+        if let Some(entry) = s.log.iter_mut().rev().find(|c| c.number == number) {
+            entry.outcome = "crashed (in flight)".into();
+        }
+        s.crashed = true;
+    }
+
+    /// Applies every request of a dead process still on its way, as the
+    /// daemon eventually does.
+    pub fn land_orphans(&self) {
+        let mut s = self.lock();
+        s.land_orphans(None);
+    }
+
     /// Numbers and logs a call and picks its fault; `None` if the simulated
     /// process is dead.
     fn begin(&self, method: &'static str, args: String) -> Option<(u64, Option<Fault>, Duration)> {
@@ -645,6 +728,7 @@ impl MemoryEngine {
         if s.crashed {
             return None;
         }
+        s.land_orphans(Some(Instant::now()));
         s.calls += 1;
         let number = s.calls;
         let fault = s.schedule.get(&number).cloned().or_else(|| s.random.and_then(|r| r.decide(number)));
@@ -670,7 +754,8 @@ impl MemoryEngine {
                 let _ = op(&mut s);
                 (Err(unreachable(method, "injected after the effect")), false)
             }
-            Some(Fault::Crash) => (Err(unreachable(method, "crash")), true),
+            // `call_waiting` sends these off before `finish`.
+            Some(Fault::Crash | Fault::CrashInFlight) => (Err(unreachable(method, "crash")), true),
             Some(Fault::CrashAfterEffect) => {
                 let _ = op(&mut s);
                 (Err(unreachable(method, "crash")), true)
@@ -692,6 +777,20 @@ impl MemoryEngine {
 }
 
 impl State {
+    /// Applies the orphaned requests due by `now` (all with `None`), in the
+    /// order they were sent.
+    fn land_orphans(&mut self, now: Option<Instant>) {
+        let pending = std::mem::take(&mut self.orphans.0);
+        let (due, later): (Vec<_>, Vec<_>) = pending.into_iter().partition(|(at, _, _)| now.is_none_or(|t| *at <= t));
+        self.orphans.0 = later;
+        for (_, number, effect) in due {
+            let outcome = effect(self);
+            if let Some(entry) = self.log.iter_mut().find(|c| c.number == number) {
+                entry.outcome = format!("crashed (in flight), {outcome}");
+            }
+        }
+    }
+
     fn new_hex(&mut self) -> String {
         self.next_id += 1;
         (0..4).map(|k| format!("{:016x}", splitmix64(self.next_id.wrapping_mul(4).wrapping_add(k)))).collect()
@@ -1168,9 +1267,9 @@ impl Ctr {
 }
 
 impl Engine for MemoryEngine {
-    /// Calls here apply at once; a crash never leaves one running.
-    fn orphan_bound(&self, _waits: Duration) -> Duration {
-        Duration::ZERO
+    /// See [`Fault::CrashInFlight`]: an orphan lands well within this.
+    fn orphan_bound(&self, waits: Duration) -> Duration {
+        self.lock().orphan_grace + waits
     }
 
     async fn ping(&self) -> EngineResult<()> {
@@ -1242,7 +1341,7 @@ impl Engine for MemoryEngine {
 
     async fn stop(&self, id: &str, timeout: Duration) -> EngineResult<()> {
         let id = id.to_string();
-        self.call("stop", format!("{id} timeout={}s", timeout.as_secs()), move |s| s.stop(&id)).await
+        self.call_waiting("stop", format!("{id} timeout={}s", timeout.as_secs()), timeout, move |s| s.stop(&id)).await
     }
 
     async fn rename(&self, id: &str, new_name: &str) -> EngineResult<()> {

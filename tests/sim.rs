@@ -5,8 +5,10 @@
 //! random schedules mixing faults, crashes, host reboots and candidate exits.
 //!
 //! A crash is a [`Fault::Crash`] (the process dies before the call leaves:
-//! no effect) or [`Fault::CrashAfterEffect`] (it dies after the daemon
-//! acted) at call `k`: the whole operation's future is dropped, which is what
+//! no effect), a [`Fault::CrashAfterEffect`] (it dies after the daemon
+//! acted) or a [`Fault::CrashInFlight`] (it dies with the request on its
+//! way, and the daemon applies it seconds later, after a recovery that looked
+//! at once would have looked) at call `k`: the whole operation's future is dropped, which is what
 //! SIGKILL does between the journal's synchronous, durable appends and the
 //! engine's calls. "Crash right after an append, before the Docker call" is
 //! `Crash` at the next call. A torn journal tail (a crash in the middle of
@@ -38,6 +40,15 @@
 //! - C. Recovery going forward maps a Docker refusal (e.g. of the inspect
 //!   that observes `remove old`) to exit 1 "rolled back", though nothing was
 //!   rolled back and the new version serves with the deploy unfinished.
+//! - D. A process killed with a Docker request on its way: Docker applies it
+//!   after the restarted process has looked. A create lands after recovery
+//!   found no candidate (left behind), an update after it restored the
+//!   policy (policy `no` stays), a stop after it saw the old container
+//!   running (rolled back with the app down), a rename after it saw the old
+//!   name (the old container ends under its parking name). Recovery now
+//!   waits out [`Engine::orphan_bound`] after a fresh intent. (Every
+//!   `CrashInFlight` sweep point of a mutating call; found on the real
+//!   engine by `tests/crash.rs::random_kills` first.)
 //!
 //! Environment: `SWAP_SIM_SEED` (base seed of the random schedules, decimal
 //! or 0x-hex), `SWAP_SIM_SCHEDULES` (how many, default 10,000). A failing
@@ -690,6 +701,8 @@ async fn run_on(w: &World, case: &Case) -> Result<Ran, String> {
     if let Err(f) = r {
         return Err(format!("recovery ended with exit {}: {f}", f.exit_code()));
     }
+    // Whatever a dead process left on its way has landed by now.
+    w.mem.land_orphans();
     check(w, ok.as_ref(), case.reboot)?;
     check_idempotent(w).await?;
     Ok(ran)
@@ -739,7 +752,7 @@ impl Tally {
 // Exhaustive single and double crashes
 // ---------------------------------------------------------------------------
 
-const CRASHES: [Fault; 2] = [Fault::Crash, Fault::CrashAfterEffect];
+const CRASHES: [Fault; 3] = [Fault::Crash, Fault::CrashAfterEffect, Fault::CrashInFlight];
 
 fn sweep(sc: Scenario) {
     let rt = runtime();
@@ -902,6 +915,7 @@ async fn redeploy_on(w: &World, k: u64, kind: Fault) -> Result<(), String> {
         }
     }
     let second = deploy(&w.probe, &w.state, &req, &Report::silent(), None).await;
+    w.mem.land_orphans();
     let recs = records(w)?;
     for b in recs.iter().filter(|r| matches!(r.data, Event::Begin(_))) {
         if !recs.iter().any(|r| r.group == b.group && matches!(r.data, Event::End { .. })) {
@@ -1059,6 +1073,7 @@ async fn random_on(w: &World, rng: &mut Rng, seed: u64) -> Result<String, String
         error_after_effect: 0.04 * intensity,
         crash: 0.03 * intensity,
         crash_after_effect: 0.03 * intensity,
+        crash_in_flight: 0.02 * intensity,
     };
     let base = w.mem.call_count();
     w.mem.set_random_faults(faults);
@@ -1132,6 +1147,7 @@ async fn random_on(w: &World, rng: &mut Rng, seed: u64) -> Result<String, String
         }
         story.push_str(", recovered without faults");
     }
+    w.mem.land_orphans();
     check(w, ok.as_ref(), reboot).map_err(|e| format!("{story}: {e}"))?;
     check_idempotent(w).await.map_err(|e| format!("{story}: {e}"))?;
     Ok(story)
