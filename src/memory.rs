@@ -317,7 +317,10 @@ struct State {
 /// Requests a dead process sent that the daemon has not applied yet: when
 /// each lands, its call number, and its effect.
 #[derive(Default)]
-struct Orphans(Vec<(Instant, u64, Box<dyn FnOnce(&mut State) -> String + Send>)>);
+struct Orphans(Vec<(Instant, u64, Landing)>);
+
+/// An orphaned request's effect; returns how it went, for the call log.
+type Landing = Box<dyn FnOnce(&mut State) -> String + Send>;
 
 impl std::fmt::Debug for Orphans {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
