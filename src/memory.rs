@@ -3,9 +3,10 @@
 //!
 //! It exists *in addition to, never instead of,* the tests against a real
 //! Docker engine: it models only the behaviours swap depends on, as they were
-//! measured on Docker Engine 20.10 (see `docs/design.md`, "What was measured"),
-//! and a bug in the model hides a bug in swap. Where the real daemon is known
-//! to misbehave the model misbehaves the same way:
+//! measured on Docker Engine 20.10 (`docs/reliability.md` lists each with its
+//! test on the real engine), and a bug in the model hides a bug in swap.
+//! Where the real daemon is known to misbehave the model misbehaves the same
+//! way:
 //!
 //! - moby#42351: renaming a *running* container attached to an overlay network
 //!   fails ("Could not add service state for endpoint … already exists").
@@ -17,6 +18,8 @@
 //!   Docker (its restart count grows).
 //! - Published ports: a host port held by a running container (or another
 //!   process) makes a start fail, and the container stays stopped.
+//! - A request whose client died is still carried out, later
+//!   ([`Fault::CrashInFlight`]).
 //!
 //! Faults are injected by call number: every trait call, whatever its method,
 //! takes the next number starting at 1, so a schedule or a seed replays

@@ -1,5 +1,5 @@
-//! The crash sweep on the real Docker engine (design.md "Reliability
-//! targets"): a deploy is killed at its crash points (`SWAP_CRASH_AT=after:N`,
+//! The crash sweep on the real Docker engine (the invariants of
+//! `docs/recovery.md`): a deploy is killed at its crash points (`SWAP_CRASH_AT=after:N`,
 //! `before:N`, `torn:N` for N = 1, 2, … until it completes uncrashed), then
 //! `swap recover` runs and the app must be settled: exactly one container
 //! named `<APP>`, running, on its networks, answering HTTP with the old or the

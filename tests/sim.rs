@@ -20,8 +20,8 @@
 //! journal's length at every call to decide that.
 //!
 //! After the crash: `restart_process` (optionally `restart_daemon`, a host
-//! reboot), `recover_app`, then the invariants of design.md "Reliability
-//! targets" (see [`check`]), then a second recovery that must change nothing.
+//! reboot), `recover_app`, then the invariants of `docs/recovery.md`
+//! (see [`check`]), then a second recovery that must change nothing.
 //!
 //! Bugs this simulation found, fixed, and now guards against (a failing run
 //! prints its calls, journal and containers):
