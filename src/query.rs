@@ -197,8 +197,10 @@ pub fn show(state: &StateDir, app: &str, deploy: Option<&str>, report: &Report) 
             Event::Commit { container } => format!("● commit: {app} is {}", short(container)),
             Event::UndoIntent { step } => format!("  ↶ undo {}", step.describe()),
             Event::UndoDone { step, ms } => format!("  ↶ undone {} ({ms} ms)", step.name()),
-            Event::Recovery { run, decision } => {
-                format!("recovery by {}@{} pid {}: {decision}", run.user, run.host, run.pid)
+            Event::Recovery { run, decision, waited_ms } => {
+                let waited =
+                    waited_ms.map(|ms| format!(" (after waiting {ms} ms for a call in flight)")).unwrap_or_default();
+                format!("recovery by {}@{} pid {}: {decision}{waited}", run.user, run.host, run.pid)
             }
             Event::Halt { reason } => format!("HALT: {reason}"),
             Event::End { outcome, reason } => format!(

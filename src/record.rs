@@ -78,8 +78,12 @@ pub enum Event {
     Recovery {
         /// Who runs the recovery.
         run: RunInfo,
-        /// `rollback` or `forward`.
+        /// `rollback`, `forward` or `settled`.
         decision: String,
+        /// How long recovery waited, before it looked, for a Docker call the
+        /// dead process may have left running (absent when it did not wait).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        waited_ms: Option<u64>,
     },
     /// Recovery found Docker in a state the journal cannot explain and
     /// stopped without changing anything; the deploy stays unfinished.

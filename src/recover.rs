@@ -76,7 +76,7 @@ pub async fn resume<E: Engine>(
     retry_unreachable(|| async { engine.ping().await.map_err(StepError::from) })
         .await
         .map_err(|e| Failure::Incomplete(format!("{e}; the journal is intact, run `swap recover` again later")))?;
-    settle_orphan(engine, records, deploy, report).await;
+    let waited_ms = settle_orphan(engine, records, deploy, report).await;
     let mut run = Run {
         engine,
         journal,
@@ -89,7 +89,7 @@ pub async fn resume<E: Engine>(
     let app = d.begin.app.clone();
     match &d.committed {
         Some(cand) => {
-            run.append(Event::Recovery { run: RunInfo::current("recover"), decision: "forward".into() })?;
+            run.append(Event::Recovery { run: RunInfo::current("recover"), decision: "forward".into(), waited_ms })?;
             report.note(format!("deploy {deploy} had committed; finishing it"));
             let c = observe(engine, cand).await?;
             let Some(c) = c else {
@@ -116,7 +116,11 @@ pub async fn resume<E: Engine>(
                 Before::Explained => {}
                 Before::Unexplained(why) => return Err(run.halt(why)),
                 Before::Settled(outcome, reason) => {
-                    run.append(Event::Recovery { run: RunInfo::current("recover"), decision: "settled".into() })?;
+                    run.append(Event::Recovery {
+                        run: RunInfo::current("recover"),
+                        decision: "settled".into(),
+                        waited_ms,
+                    })?;
                     report.note(format!("deploy {deploy}: {reason}; recording its end"));
                     run.append(Event::End { outcome, reason: Some(reason) })?;
                     return Ok(match outcome {
@@ -125,7 +129,7 @@ pub async fn resume<E: Engine>(
                     });
                 }
             }
-            run.append(Event::Recovery { run: RunInfo::current("recover"), decision: "rollback".into() })?;
+            run.append(Event::Recovery { run: RunInfo::current("recover"), decision: "rollback".into(), waited_ms })?;
             report.note(format!("deploy {deploy} had not committed; rolling it back"));
             run.intended = d.intended;
             run.rollback("interrupted before the commit point; rolled back by recovery", d.begin.old.as_ref()).await?;
@@ -140,22 +144,28 @@ pub async fn resume<E: Engine>(
 /// killed: observed too early, a create lands after recovery looked for the
 /// candidate and is left behind, a stop lands after recovery saw the old
 /// container running and leaves the app down. A journal whose last intent
-/// is older than the bound costs no wait.
-async fn settle_orphan<E: Engine>(engine: &E, records: &[journal::Record<Event>], deploy: &str, report: &Report) {
-    let Some(last) = records.iter().rev().find(|r| r.group == deploy) else { return };
+/// is older than the bound costs no wait. Returns how long it waited, if
+/// it did.
+async fn settle_orphan<E: Engine>(
+    engine: &E,
+    records: &[journal::Record<Event>],
+    deploy: &str,
+    report: &Report,
+) -> Option<u64> {
+    let last = records.iter().rev().find(|r| r.group == deploy)?;
     let (step, waits) = match &last.data {
         Event::Intent { step } => (step, step.waits(false)),
         Event::UndoIntent { step } => (step, step.waits(true)),
-        _ => return,
+        _ => return None,
     };
-    let Some(waits) = waits else { return };
+    let waits = waits?;
     let bound = engine.orphan_bound(waits);
     let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
     let until_ms = last.ts_ms.saturating_add(bound.as_millis() as u64);
     // A clock set back since the record was written waits at most the bound.
     let wait = std::time::Duration::from_millis(until_ms.saturating_sub(now_ms)).min(bound);
     if wait.is_zero() {
-        return;
+        return None;
     }
     report.note(format!(
         "the last step ({}) was cut off moments ago; waiting {:.1} s for a Docker call it may have sent to land",
@@ -163,6 +173,7 @@ async fn settle_orphan<E: Engine>(engine: &E, records: &[journal::Record<Event>]
         wait.as_secs_f64()
     ));
     tokio::time::sleep(wait).await;
+    Some(wait.as_millis() as u64)
 }
 
 async fn observe<E: Engine>(engine: &E, id: &str) -> Result<Option<crate::docker::Container>, Failure> {

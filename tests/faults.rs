@@ -515,6 +515,12 @@ fn killed_with_a_request_in_flight(tag: &str, trigger: &str, cut_off: &str) {
     assert_exit(&out, 0);
     assert!(text(&out).contains("waiting"), "recover did not wait for the request in flight:\n{}", describe(&out));
     assert_ends(&app, "rolled_back");
+    let recs = records(&app);
+    let (_, mine) = last_deploy(&recs);
+    let recovery = mine.iter().find(|r| kind(r) == "recovery").expect("a recovery record");
+    assert!(recovery["data"]["waited_ms"].as_u64().is_some_and(|ms| ms > 0), "the wait is not journaled: {recovery}");
+    let show = app.swap(&["journal", "show", app.name()]);
+    assert!(text(&show).contains("after waiting"), "`journal show` does not tell the wait:\n{}", describe(&show));
     for when in ["after recover", "3 s after recover"] {
         if let Err(why) = support::settled(app.name(), &[&image("v1")]) {
             panic!("{when}: {why}\n{}", describe(&out));

@@ -333,7 +333,11 @@ fn payload_fields(kind: &str) -> Option<&'static [F]> {
         ],
         "commit" => &[req!("container", Ty::ContainerId)],
         "undo_done" => &[req!("step", Ty::Step), req!("ms", Ty::Uint)],
-        "recovery" => &[req!("run", RUN), req!("decision", Ty::Enum(&["rollback", "forward"]))],
+        "recovery" => &[
+            req!("run", RUN),
+            req!("decision", Ty::Enum(&["rollback", "forward", "settled"])),
+            opt!("waited_ms", Ty::Uint),
+        ],
         "halt" => &[req!("reason", Ty::Str)],
         "end" => &[req!("outcome", Ty::Enum(&["deployed", "rolled_back"])), opt!("reason", Ty::Str)],
         _ => return None,
@@ -388,7 +392,7 @@ fn event_fields(event: &str) -> Option<&'static [F]> {
         "decision" => &[
             req!("app", Ty::Str),
             req!("deploy", Ty::Null(&Ty::DeployId)),
-            req!("decision", Ty::Enum(&["rollback", "forward", "halt", "none"])),
+            req!("decision", Ty::Enum(&["rollback", "forward", "settled", "halt", "none"])),
             req!("why", Ty::Null(&Ty::Str)),
             req!(
                 "evidence",
