@@ -191,7 +191,8 @@ pub trait Engine: Send + Sync {
     /// process that sent it died, for a call that itself waits up to
     /// `waits` (a stop's timeout). Docker finishes a request whose client is
     /// gone, so recovery waits this long after an unfinished step before it
-    /// observes. An engine that applies each call at once returns zero.
+    /// observes. An engine whose calls cannot outlive their caller returns
+    /// zero.
     fn orphan_bound(&self, waits: Duration) -> Duration;
 
     /// Checks the daemon answers.

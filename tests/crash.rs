@@ -1,12 +1,13 @@
 //! The crash sweep on the real Docker engine (the invariants of
-//! `docs/recovery.md`): a deploy is killed at its crash points (`SWAP_CRASH_AT=after:N`,
-//! `before:N`, `torn:N` for N = 1, 2, … until it completes uncrashed), then
-//! `swap recover` runs and the app must be settled: exactly one container
-//! named `<APP>`, running, on its networks, answering HTTP with the old or the
-//! new version (the one the journal's last `end` record names), no
-//! `<APP>--swap-*` leftover, a sound journal ending with `end`, and a second
-//! `swap recover` that changes nothing. A deploy that exited 0 must be the one
-//! serving. A second part kills re-deploys with SIGKILL at random instants.
+//! `docs/recovery.md`): a deploy is killed at its crash points
+//! (`SWAP_CRASH_AT=after:N`, `before:N`, `torn:N` for N = 1, 2, … until it
+//! completes uncrashed), then `swap recover` runs and the app must be settled:
+//! exactly one container named `<APP>`, running, on its networks, answering
+//! HTTP with the old or the new version (the one the journal's last `end`
+//! record names), no `<APP>--swap-*` leftover, a sound journal ending with
+//! `end`, and a second `swap recover` that changes nothing. A deploy that
+//! exited 0 must be the one serving. A second part kills re-deploys with
+//! SIGKILL at random instants.
 //!
 //! Every scenario is its own test, so nextest runs them side by side. Each
 //! prints its counts (`CRASH SWEEP …` lines on stderr) and collects every
@@ -961,6 +962,7 @@ fn random_kills() {
         let t = Instant::now();
         let fx = match fixture.take() {
             Some(fx) => fx,
+            // A fresh app serves v1, whatever the last point deployed.
             None => match setup(&Scenario { old: Some("v1"), ..sc }) {
                 Ok(fx) => {
                     serving = "v1".into();

@@ -107,9 +107,9 @@ fn own_outage_ms(app: &TestApp) -> String {
 }
 
 /// Asserts the outage clients saw lies within the window swap journaled
-/// (old container stopped to candidate healthy), give or take the prober's
-/// granularity: the app is never down outside the steps that must take it
-/// down. How long that window is depends on Docker and the machine; the
+/// (the old container's stop to the candidate's start), give or take the
+/// app's own start-up and the prober's granularity: the app is never down
+/// outside the steps that must take it down. How long that window is depends on Docker and the machine; the
 /// outage benchmark (`cargo bench --bench outage`) measures it.
 #[track_caller]
 fn assert_outage_is_swaps_own(app: &TestApp, probe: &support::ProbeReport) {

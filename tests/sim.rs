@@ -4,20 +4,20 @@
 //! recovery, faulted with Docker errors at every call, and run under seeded
 //! random schedules mixing faults, crashes, host reboots and candidate exits.
 //!
-//! A crash is a [`Fault::Crash`] (the process dies before the call leaves:
-//! no effect), a [`Fault::CrashAfterEffect`] (it dies after the daemon
-//! acted) or a [`Fault::CrashInFlight`] (it dies with the request on its
-//! way, and the daemon applies it seconds later, after a recovery that looked
-//! at once would have looked) at call `k`: the whole operation's future is dropped, which is what
-//! SIGKILL does between the journal's synchronous, durable appends and the
+//! A crash is a [`Fault::Crash`] (the process dies before the call leaves: no
+//! effect), a [`Fault::CrashAfterEffect`] (it dies after the daemon acted) or a
+//! [`Fault::CrashInFlight`] (it dies with the request on its way, and the
+//! daemon applies it seconds later, after a recovery that looked at once would
+//! have looked) at call `k`: the whole operation's future is dropped, which is
+//! what SIGKILL does between the journal's synchronous, durable appends and the
 //! engine's calls. "Crash right after an append, before the Docker call" is
-//! `Crash` at the next call. A torn journal tail (a crash in the middle of
-//! an append) is modelled by cutting the journal's last line in half after
-//! the crash, but only where that state can really arise: no engine call
-//! with an effect may have happened since the last record was appended (an
-//! append is durable before the next call, so an effect after a torn record
-//! is impossible). The engine is wrapped in [`Probe`], which notes the
-//! journal's length at every call to decide that.
+//! `Crash` at the next call. A torn journal tail (a crash in the middle of an
+//! append) is modelled by cutting the journal's last line in half after the
+//! crash, but only where that state can really arise: no engine call with an
+//! effect may have happened since the last record was appended (an append is
+//! durable before the next call, so an effect after a torn record is
+//! impossible). The engine is wrapped in [`Probe`], which notes the journal's
+//! length at every call to decide that.
 //!
 //! After the crash: `restart_process` (optionally `restart_daemon`, a host
 //! reboot), `recover_app`, then the invariants of `docs/recovery.md`
