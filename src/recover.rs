@@ -7,7 +7,10 @@
 //! journal cannot explain halts recovery without changing anything.
 //! `docs/recovery.md` has the decision table.
 
+use std::time::Duration;
+
 use serde_json::json;
+use tokio::time::Instant;
 
 use crate::docker::Engine;
 use crate::error::Failure;
@@ -144,7 +147,10 @@ pub async fn resume<E: Engine>(
 /// killed: observed too early, a create lands after recovery looked for the
 /// candidate and is left behind, a stop lands after recovery saw the old
 /// container running and leaves the app down. A journal whose last intent
-/// is older than the bound costs no wait. Returns how long it waited, if
+/// is older than the bound costs no wait, and neither does a step whose
+/// effect already shows: a step's call lands once, so once its effect is
+/// seen nothing of it is left in flight (a compensation has no such
+/// observation and waits the whole bound). Returns how long it waited, if
 /// it did.
 async fn settle_orphan<E: Engine>(
     engine: &E,
@@ -153,27 +159,43 @@ async fn settle_orphan<E: Engine>(
     report: &Report,
 ) -> Option<u64> {
     let last = records.iter().rev().find(|r| r.group == deploy)?;
-    let (step, waits) = match &last.data {
-        Event::Intent { step } => (step, step.waits(false)),
-        Event::UndoIntent { step } => (step, step.waits(true)),
+    let (step, undo) = match &last.data {
+        Event::Intent { step } => (step, false),
+        Event::UndoIntent { step } => (step, true),
         _ => return None,
     };
-    let waits = waits?;
-    let bound = engine.orphan_bound(waits);
+    let bound = engine.orphan_bound(step.waits(undo)?);
     let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
     let until_ms = last.ts_ms.saturating_add(bound.as_millis() as u64);
     // A clock set back since the record was written waits at most the bound.
-    let wait = std::time::Duration::from_millis(until_ms.saturating_sub(now_ms)).min(bound);
-    if wait.is_zero() {
+    let wait = Duration::from_millis(until_ms.saturating_sub(now_ms)).min(bound);
+    // Whether the step's effect shows (its call has landed), or its container
+    // is gone (recovery decides what that means).
+    let landed =
+        || async { !undo && matches!(step.observe(engine).await, Ok(Some(_)) | Err(StepError::Unexplained(_))) };
+    if wait.is_zero() || landed().await {
         return None;
     }
     report.note(format!(
-        "the last step ({}) was cut off moments ago; waiting {:.1} s for a Docker call it may have sent to land",
+        "the last step ({}) was cut off moments ago; waiting up to {:.1} s for a Docker call it may have sent to land",
         step.describe(),
         wait.as_secs_f64()
     ));
-    tokio::time::sleep(wait).await;
-    Some(wait.as_millis() as u64)
+    let start = Instant::now();
+    let deadline = start + wait;
+    let mut poll = Duration::from_millis(50);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        tokio::time::sleep(if undo { left } else { poll.min(left) }).await;
+        poll = (poll * 2).min(Duration::from_secs(1));
+        if landed().await {
+            break;
+        }
+    }
+    Some(start.elapsed().as_millis() as u64)
 }
 
 async fn observe<E: Engine>(engine: &E, id: &str) -> Result<Option<crate::docker::Container>, Failure> {
