@@ -241,9 +241,7 @@ fn check_fixtures() {
     }
     // Another process may create them at the same time: check again on failure.
     if docker(&["network", "inspect", OVERLAY]).is_err() {
-        if let Err(e) =
-            docker(&["network", "create", "-d", "overlay", "--attachable", "--subnet", "10.231.0.0/16", OVERLAY])
-        {
+        if let Err(e) = docker(&["network", "create", "-d", "overlay", "--attachable", OVERLAY]) {
             docker(&["network", "inspect", OVERLAY]).unwrap_or_else(|_| panic!("create {OVERLAY}: {e}"));
         }
     }

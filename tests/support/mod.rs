@@ -208,15 +208,15 @@ pub fn images() {
     });
 }
 
-/// The test overlay's subnet: a /16, not Docker's default /24. The swarm
-/// allocates every attachment an address, and after a few hundred
-/// container attachments and removals on one attachable overlay a /24 can
-/// end with starts failing "could not allocate IP from IPAM: Address
-/// already in use" (moby/swarmkit#2800, moby#32634).
-pub const OVERLAY_SUBNET: &str = "10.231.0.0/16";
-
 /// Ensures the single-node swarm is active and the attachable overlay network
-/// [`OVERLAY`] (or `SWAP_TEST_OVERLAY`) exists; returns its name.
+/// [`OVERLAY`] (or `SWAP_TEST_OVERLAY`) exists and is allocated; returns its
+/// name.
+///
+/// The network gets the swarm's default address pool (a /24 of 10.0.0.0/8
+/// not used by another network). A fixed `--subnet` is not used: in swarm
+/// mode `docker network create` accepts an overlapping subnet and only the
+/// allocator refuses it afterwards ("Pool overlaps with other one on this
+/// address space"), leaving a network that exists but has no driver state.
 pub fn overlay() -> &'static str {
     docker();
     let name = overlay_name();
@@ -236,26 +236,18 @@ pub fn overlay() -> &'static str {
                     err.trim()
                 );
             }
-            let out = docker_output(&[
-                "network",
-                "create",
-                "--driver",
-                "overlay",
-                "--attachable",
-                "--subnet",
-                OVERLAY_SUBNET,
-                name,
-            ]);
-            if !out.status.success() && String::from_utf8_lossy(&out.stderr).contains("overlap") {
-                // An earlier overlay holds the /16: take a default-sized one.
-                create_network(name, &["--driver", "overlay", "--attachable"]);
-            } else {
-                create_network(name, &["--driver", "overlay", "--attachable", "--subnet", OVERLAY_SUBNET]);
+            create_network(name, &["--driver", "overlay", "--attachable"]);
+            // The swarm allocates the network after `create` returns; until
+            // then `inspect` shows an empty driver.
+            let start = Instant::now();
+            while network_driver(name).as_deref() == Some("") && start.elapsed() < Duration::from_secs(30) {
+                std::thread::sleep(Duration::from_millis(100));
             }
             assert_eq!(
                 network_driver(name).as_deref(),
                 Some("overlay"),
-                "network {name} exists but is not an overlay network"
+                "network {name} exists but the swarm has not allocated it as an overlay network \
+                 (`grep -i allocation` the dockerd log); remove it and run again"
             );
         });
     });
