@@ -24,7 +24,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::{describe, image, TestApp, DEMO_PORT};
+use support::{describe, image, wait_until, TestApp, DEMO_PORT};
 
 /// How long a demo app may take to answer after a deploy returned.
 const ANSWER: Duration = Duration::from_secs(10);
@@ -168,18 +168,6 @@ fn signal(child: &Child, sig: i32) {
     // SAFETY: kill(2) on the pid of a child this process has not reaped.
     let rc = unsafe { libc::kill(child.id() as libc::pid_t, sig) };
     assert_eq!(rc, 0, "kill({}, {sig}) failed: {}", child.id(), std::io::Error::last_os_error());
-}
-
-/// Waits until `cond` holds, polling every 50 ms; false on timeout.
-fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let end = Instant::now() + timeout;
-    while Instant::now() < end {
-        if cond() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    cond()
 }
 
 /// Waits until the container named `app` runs `tag`'s image: a re-deploy's

@@ -239,10 +239,7 @@ pub fn overlay() -> &'static str {
             create_network(name, &["--driver", "overlay", "--attachable"]);
             // The swarm allocates the network after `create` returns; until
             // then `inspect` shows an empty driver.
-            let start = Instant::now();
-            while network_driver(name).as_deref() == Some("") && start.elapsed() < Duration::from_secs(30) {
-                std::thread::sleep(Duration::from_millis(100));
-            }
+            wait_until(Duration::from_secs(30), || network_driver(name).as_deref() != Some(""));
             assert_eq!(
                 network_driver(name).as_deref(),
                 Some("overlay"),
@@ -492,6 +489,18 @@ pub fn image_id(reference: &str) -> Option<String> {
 pub fn health(name: &str) -> Option<String> {
     let c = inspect(name)?;
     c["State"]["Health"]["Status"].as_str().map(str::to_string)
+}
+
+/// Waits until `cond` holds, polling every 50 ms; false on timeout.
+pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + timeout;
+    while Instant::now() < end {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    cond()
 }
 
 /// Waits until the container's health status is `want`; returns how long that
