@@ -178,13 +178,13 @@ pub fn validate_deploy(args: &DeployArgs) -> Result<Request, Failure> {
             return Err(bad("--network: empty network name".into()));
         }
         if !overrides.networks.iter().any(|a| &a.network == n) {
-            overrides.networks.push(crate::docker::Attachment {
-                network: n.clone(),
-                aliases: vec![],
-                ipv4: None,
-                ipv6: None,
-            });
+            overrides.networks.push(crate::docker::Attachment::to(n));
         }
+    }
+    for v in &args.volumes {
+        let v = spec::VolumeArg::parse(v).map_err(bad)?;
+        overrides.volumes.retain(|w| w.destination != v.destination);
+        overrides.volumes.push(v);
     }
     if let Some(r) = &args.restart {
         spec::validate_restart(r).map_err(bad)?;

@@ -31,7 +31,8 @@ use futures_util::StreamExt;
 use serde_json::{Map, Value};
 
 use crate::docker::{
-    Attachment, BuildProgress, Container, Definition, Engine, EngineError, EngineResult, Image, Network, RestartPolicy,
+    Attachment, BuildProgress, Container, Definition, Engine, EngineError, EngineResult, Image, Mount, Network,
+    RestartPolicy,
 };
 
 /// Bound on an ordinary API call: long enough for a slow `start` on an
@@ -156,6 +157,7 @@ fn attachments(inspect: &ContainerInspectResponse) -> Vec<Attachment> {
                 aliases: endpoint.aliases.iter().flatten().filter(|a| a.as_str() != short_id).cloned().collect(),
                 ipv4: non_empty(ipam.and_then(|i| i.ipv4_address.as_ref())),
                 ipv6: non_empty(ipam.and_then(|i| i.ipv6_address.as_ref())),
+                links: endpoint.links.clone().unwrap_or_default(),
             }
         })
         .collect();
@@ -172,9 +174,43 @@ fn endpoint_settings(attachment: &Attachment) -> EndpointSettings {
     });
     EndpointSettings {
         aliases: (!attachment.aliases.is_empty()).then(|| attachment.aliases.clone()),
+        links: (!attachment.links.is_empty()).then(|| attachment.links.clone()),
         ipam_config: ipam,
         ..Default::default()
     }
+}
+
+/// Endpoint settings a clone would silently drop, named as `docker run`
+/// names them, so a deploy can refuse the container instead.
+fn unclonable(inspect: &ContainerInspectResponse) -> Vec<String> {
+    let mut found = Vec::new();
+    let networks = inspect.network_settings.as_ref().and_then(|n| n.networks.as_ref());
+    for (name, endpoint) in networks.into_iter().flatten() {
+        let link_local = endpoint.ipam_config.as_ref().and_then(|i| i.link_local_ips.as_ref());
+        if link_local.is_some_and(|ips| !ips.is_empty()) {
+            found.push(format!("--link-local-ip on network {name}"));
+        }
+        if endpoint.driver_opts.as_ref().is_some_and(|o| !o.is_empty()) {
+            found.push(format!("network driver options (--network name={name},driver-opt=…)"));
+        }
+    }
+    found
+}
+
+/// The container's mounts, as inspect lists them.
+fn mounts(inspect: &ContainerInspectResponse) -> Vec<Mount> {
+    inspect
+        .mounts
+        .iter()
+        .flatten()
+        .map(|m| Mount {
+            kind: m.typ.clone().unwrap_or_default(),
+            name: non_empty(m.name.as_ref()),
+            source: m.source.clone().unwrap_or_default(),
+            destination: m.destination.clone().unwrap_or_default(),
+            rw: m.rw.unwrap_or(true),
+        })
+        .collect()
 }
 
 /// Maps an inspect response onto the plain [`Container`].
@@ -184,6 +220,8 @@ fn container_from_inspect(inspect: ContainerInspectResponse) -> Container {
     let config = inspect.config.clone().unwrap_or_default();
     let host_config = inspect.host_config.clone().unwrap_or_default();
     let networks = attachments(&inspect);
+    let mounts = mounts(&inspect);
+    let unclonable = unclonable(&inspect);
 
     let mut config_json = api_object(&config);
     // Docker fills an unset Hostname with the container's short id; cloning
@@ -209,6 +247,8 @@ fn container_from_inspect(inspect: ContainerInspectResponse) -> Container {
             max_retries: policy.maximum_retry_count.unwrap_or(0),
         },
         networks: networks.clone(),
+        mounts,
+        unclonable,
         definition: Definition { config: config_json, host_config: api_object(&host_config), networks },
         id,
     }
@@ -254,10 +294,26 @@ impl Engine for BollardEngine {
         self.docker.ping().await.map(|_| ()).map_err(engine_error)
     }
 
-    /// Inspects a container; `None` on 404.
+    /// Inspects a container; `None` on 404, and `None` when Docker answered
+    /// with a container that has neither that name nor that id: its lookup
+    /// tries the full id, then the exact name, then an id prefix, so an
+    /// answer that is not an exact match means no container has the name.
+    ///
+    /// When several ids start with the name, Docker refuses the lookup
+    /// instead ("multiple IDs found with provided prefix"); the container
+    /// list, matched by exact name here, then says whether one has it.
     async fn container(&self, name_or_id: &str) -> EngineResult<Option<Container>> {
-        let inspect = absent_as_none(self.docker.inspect_container(name_or_id, None).await)?;
-        Ok(inspect.map(container_from_inspect))
+        let exact = |c: &Container| c.id == name_or_id || c.name == name_or_id;
+        match absent_as_none(self.docker.inspect_container(name_or_id, None).await) {
+            Ok(found) => Ok(found.map(container_from_inspect).filter(exact)),
+            Err(EngineError::Daemon(m)) if m.to_lowercase().contains("multiple ids found") => {
+                let names = self.container_names().await?;
+                let Some((_, id)) = names.into_iter().find(|(n, _)| n == name_or_id) else { return Ok(None) };
+                let found = absent_as_none(self.docker.inspect_container(&id, None).await)?;
+                Ok(found.map(container_from_inspect).filter(exact))
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// Lists all containers (running or not) with exactly the label
@@ -606,10 +662,9 @@ mod tests {
             .unwrap()
             .clone(),
             networks: vec![Attachment {
-                network: net1.clone(),
                 aliases: vec!["app-alias".into()],
                 ipv4: Some(format!("10.213.{octet}.7")),
-                ipv6: None,
+                ..Attachment::to(&net1)
             }],
         };
         let (a_name, b_name) = (unique("a"), unique("b"));
@@ -646,7 +701,7 @@ mod tests {
         assert!(host.values().all(|v| !v.is_null()));
 
         // Attach a second network: the primary one stays first.
-        let second = Attachment { network: net2.clone(), aliases: vec!["second".into()], ipv4: None, ipv6: None };
+        let second = Attachment { aliases: vec!["second".into()], ..Attachment::to(&net2) };
         let t = Instant::now();
         engine.connect(&a_id, &second).await.unwrap();
         eprintln!("connect (bridge driver, stopped container): {:?}", t.elapsed());
@@ -724,7 +779,7 @@ mod tests {
         let def = Definition {
             config: json!({"Image": "swap-demo:v1", "Labels": {"swap.app": "run"}}).as_object().unwrap().clone(),
             host_config: Map::new(),
-            networks: vec![Attachment { network: "bridge".into(), aliases: vec![], ipv4: None, ipv6: None }],
+            networks: vec![Attachment::to("bridge")],
         };
         let t = Instant::now();
         let id = engine.create(&name, &def).await.unwrap();

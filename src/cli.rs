@@ -80,6 +80,10 @@ pub struct DeployArgs {
     /// Publish a port, [IP:]HOST:CONTAINER[/PROTO] (repeatable)
     #[arg(long, value_name = "HOST:CONTAINER")]
     pub publish: Vec<String>,
+    /// Mount a volume, as `docker run -v`: /path (new anonymous volume), NAME:/path[:ro] (named volume) or
+    /// /host/path:/path[:ro] (bind); replaces what a re-deploy would mount there (repeatable)
+    #[arg(long = "volume", value_name = "VOLUME")]
+    pub volumes: Vec<String>,
     /// Set an environment variable (repeatable; values never reach the journal)
     #[arg(long, value_name = "K=V")]
     pub env: Vec<String>,

@@ -85,11 +85,15 @@ impl Plan {
         for (i, s) in self.steps.iter().enumerate() {
             human.push_str(&format!("\n  {}. {s}", i + 1));
         }
+        for m in &self.begin.volumes {
+            human.push_str(&format!("\n  the candidate mounts {}", spec::describe_mount(m)));
+        }
         report.emit(
             json!({
                 "event": "plan", "app": self.begin.app, "deploy": self.deploy,
                 "old": self.old.as_ref().map(|o| &o.id), "image": self.begin.image,
-                "networks": self.begin.networks, "ports": self.begin.ports, "steps": self.steps,
+                "networks": self.begin.networks, "ports": self.begin.ports, "volumes": self.begin.volumes,
+                "steps": self.steps,
             }),
             human,
         );
@@ -130,6 +134,14 @@ pub async fn plan<E: Engine>(engine: &E, req: &Request, deploy: &str, run: RunIn
         Source::Build { tag, .. } => (tag.clone().unwrap_or_default(), None),
     };
     let image_for_def = image_id.clone().filter(|_| image.is_empty()).unwrap_or_else(|| image.clone());
+    if let Some(o) = old.as_ref().filter(|o| !o.unclonable.is_empty()) {
+        return Err(Failure::BadInput(format!(
+            "the serving container {app} ({}) has settings swap cannot carry over to a new container: {}; \
+             nothing changed (see docs/cloning.md)",
+            short(&o.id),
+            o.unclonable.join(", ")
+        )));
+    }
     let definition = match &old {
         Some(o) => {
             let old_image: Option<Image> = engine.image(&o.image_id).await.map_err(incomplete)?;
@@ -151,12 +163,14 @@ pub async fn plan<E: Engine>(engine: &E, req: &Request, deploy: &str, run: RunIn
             image: o.image_ref.clone(),
             running: o.running,
             restart_policy: o.restart_policy.clone(),
+            volumes: spec::journaled_mounts(&o.mounts),
         }),
         image,
         image_id,
         networks: definition.networks.iter().map(|a| a.network.clone()).collect(),
         ports: spec::ports_of(&definition),
         env_keys: spec::env_keys_of(&definition),
+        volumes: spec::volumes_of(&definition),
         health_timeout_s: req.health_timeout.as_secs(),
     };
     let mut steps = vec![];
@@ -165,6 +179,7 @@ pub async fn plan<E: Engine>(engine: &E, req: &Request, deploy: &str, run: RunIn
     }
     let cand = staged_name(app, "new");
     steps.push(format!("create {cand} from {}", if begin.image.is_empty() { "the built image" } else { &begin.image }));
+
     if let Some(o) = &old {
         if !o.running {
             steps.push(format!("start stopped old container {}", short(&o.id)));

@@ -76,6 +76,36 @@ pub struct Attachment {
     /// Static IPv6 address, when one was configured.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ipv6: Option<String>,
+    /// Links to other containers on that network (`--link NAME:ALIAS` on a
+    /// user-defined network lives on the endpoint), as `NAME:ALIAS`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub links: Vec<String>,
+}
+
+impl Attachment {
+    /// An attachment to `network` with nothing else set.
+    pub fn to(network: &str) -> Attachment {
+        Attachment { network: network.to_string(), aliases: vec![], ipv4: None, ipv6: None, links: vec![] }
+    }
+}
+
+/// A mount of a container, as `inspect` shows it under `Mounts`: where its
+/// data lives. Anonymous volumes appear here under their generated names,
+/// and nowhere in the container's definition.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Mount {
+    /// `volume`, `bind`, `tmpfs`…
+    pub kind: String,
+    /// The volume's name (for volumes; anonymous ones have a generated one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Host path (for binds; for volumes, where the driver keeps the data).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub source: String,
+    /// Path inside the container.
+    pub destination: String,
+    /// Whether it is mounted read-write.
+    pub rw: bool,
 }
 
 /// Everything needed to create a container. Never journaled: `config` holds
@@ -148,6 +178,11 @@ pub struct Container {
     pub restart_policy: RestartPolicy,
     /// Networks it is attached to.
     pub networks: Vec<Attachment>,
+    /// What is mounted where: the volumes holding its data.
+    pub mounts: Vec<Mount>,
+    /// Settings it has that a clone cannot carry over, as `docker run`
+    /// names them; a re-deploy refuses such a container.
+    pub unclonable: Vec<String>,
     /// Its definition, for cloning.
     pub definition: Definition,
 }
@@ -198,7 +233,10 @@ pub trait Engine: Send + Sync {
     /// Checks the daemon answers.
     fn ping(&self) -> impl Future<Output = EngineResult<()>> + Send;
 
-    /// Inspects a container by exact name or id; `None` when it does not exist.
+    /// Inspects a container by exact name or full id; `None` when no
+    /// container has that name or id. Docker itself falls back to an id
+    /// prefix when no container has the name (`db` finds a container whose
+    /// id starts with `db`): implementations must not.
     fn container(&self, name_or_id: &str) -> impl Future<Output = EngineResult<Option<Container>>> + Send;
 
     /// Ids of every container (running or not) carrying label `key=value`.

@@ -44,7 +44,8 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::docker::{
-    Attachment, BuildProgress, Container, Definition, Engine, EngineError, EngineResult, Image, Network, RestartPolicy,
+    Attachment, BuildProgress, Container, Definition, Engine, EngineError, EngineResult, Image, Mount, Network,
+    RestartPolicy,
 };
 
 /// How the process in an image behaves once started.
@@ -243,6 +244,8 @@ struct Ctr {
     policy: RestartPolicy,
     /// Its output.
     logs: Vec<String>,
+    /// Its mounts, decided at create as Docker does.
+    mounts: Vec<Mount>,
 }
 
 /// An image in the simulated daemon.
@@ -970,7 +973,7 @@ impl State {
             None => {
                 let mode = def.host_config.get("NetworkMode").and_then(Value::as_str).unwrap_or("default");
                 let mode = if mode.is_empty() || mode == "default" { "bridge" } else { mode };
-                Attachment { network: mode.into(), aliases: vec![], ipv4: None, ipv6: None }
+                Attachment::to(mode)
             }
         };
         if self.network_index(&first.network).is_none() {
@@ -979,6 +982,8 @@ impl State {
         let policy = policy_from(&def.host_config);
         let id = self.new_hex();
         let image_id = self.images[img].id.clone();
+        let merged = merge_image_config(&def.config, &self.images[img].config);
+        let mounts = mounts_at_create(&merged, &def.host_config, || self.new_hex());
         self.containers.push(Ctr {
             id: id.clone(),
             name,
@@ -995,6 +1000,7 @@ impl State {
             manually_stopped: false,
             policy,
             logs: Vec::new(),
+            mounts,
         });
         Ok(id)
     }
@@ -1249,6 +1255,8 @@ impl State {
             labels,
             restart_policy: c.policy.clone(),
             networks: c.networks.clone(),
+            mounts: c.mounts.clone(),
+            unclonable: vec![],
             definition: Definition { config, host_config: c.def.host_config.clone(), networks: c.networks.clone() },
         }
     }
@@ -1284,7 +1292,21 @@ impl Engine for MemoryEngine {
 
     async fn container(&self, name_or_id: &str) -> EngineResult<Option<Container>> {
         let key = name_or_id.to_string();
-        self.call("container", key.clone(), move |s| s.inspect(&key)).await
+        let found = self
+            .call("container", key.clone(), move |s| match s.inspect(&key) {
+                // Several ids start with the name: the real engine then
+                // looks the name up in the container list.
+                Err(EngineError::Daemon(m)) if m.contains("multiple IDs found") => {
+                    match s.containers.iter().position(|c| c.name == key) {
+                        Some(i) => Ok(Some(s.view(i))),
+                        None => Ok(None),
+                    }
+                }
+                other => other,
+            })
+            .await?;
+        // Like the real engine: Docker's id-prefix fallback is not a match.
+        Ok(found.filter(|c| c.id == name_or_id || c.name == name_or_id))
     }
 
     async fn containers_labelled(&self, key: &str, value: &str) -> EngineResult<Vec<String>> {
@@ -1426,6 +1448,52 @@ fn has_healthcheck(image_config: &Map<String, Value>, config: &Map<String, Value
 /// entries, then the image's whose keys it does not set; Labels, ExposedPorts,
 /// Volumes: union, the request winning; Cmd/Entrypoint and scalars: the
 /// image's when the request leaves them empty.
+/// The mounts Docker gives a new container: its binds (`SRC:DST[:ro]`,
+/// a volume when `SRC` is a name), its `Mounts`, then a fresh anonymous
+/// volume for every declared volume (`Config.Volumes`, the image's merged
+/// in) that neither covers.
+fn mounts_at_create(
+    config: &Map<String, Value>,
+    host: &Map<String, Value>,
+    mut new_name: impl FnMut() -> String,
+) -> Vec<Mount> {
+    let mut out: Vec<Mount> = Vec::new();
+    for bind in host.get("Binds").and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str) {
+        let mut parts = bind.split(':');
+        let (src, dst) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+        let rw = !parts.any(|o| o.split(',').any(|o| o == "ro"));
+        let named = !src.starts_with('/');
+        out.push(Mount {
+            kind: if named { "volume" } else { "bind" }.into(),
+            name: named.then(|| src.to_string()),
+            source: src.to_string(),
+            destination: dst.to_string(),
+            rw,
+        });
+    }
+    for m in host.get("Mounts").and_then(Value::as_array).into_iter().flatten() {
+        let field = |k: &str| m.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+        let kind = field("Type");
+        let source = field("Source");
+        let name = (kind == "volume").then(|| if source.is_empty() { new_name() } else { source.clone() });
+        let rw = !m.get("ReadOnly").and_then(Value::as_bool).unwrap_or(false);
+        out.push(Mount { kind, name, source, destination: field("Target"), rw });
+    }
+    for dst in config.get("Volumes").and_then(Value::as_object).into_iter().flat_map(|v| v.keys()) {
+        if !out.iter().any(|m| &m.destination == dst) {
+            let name = new_name();
+            out.push(Mount {
+                kind: "volume".into(),
+                name: Some(name),
+                source: String::new(),
+                destination: dst.clone(),
+                rw: true,
+            });
+        }
+    }
+    out
+}
+
 fn merge_image_config(config: &Map<String, Value>, image: &Map<String, Value>) -> Map<String, Value> {
     let mut out = config.clone();
     let empty = |v: Option<&Value>| match v {
@@ -1543,10 +1611,7 @@ mod tests {
         let bindings: Map<String, Value> =
             ports.iter().map(|(c, h)| (c.to_string(), json!([{"HostIp": "", "HostPort": h}]))).collect();
         d.host_config.insert("PortBindings".into(), Value::Object(bindings));
-        d.networks = networks
-            .iter()
-            .map(|n| Attachment { network: n.to_string(), aliases: vec![], ipv4: None, ipv6: None })
-            .collect();
+        d.networks = networks.iter().map(|n| Attachment::to(n)).collect();
         d
     }
 
@@ -1570,8 +1635,10 @@ mod tests {
         assert!(matches!(e.create("-bad", &def("app:v1", &[], &[])).await, Err(EngineError::Daemon(_))));
         assert!(matches!(e.create("x1", &def("nope:v1", &[], &[])).await, Err(EngineError::NotFound(_))));
         assert_eq!(e.container("missing").await.unwrap(), None);
-        // Lookup by id prefix, as Docker allows.
-        assert_eq!(e.container(&a[..12]).await.unwrap().unwrap().name, "web--swap-old");
+        // Docker would resolve an id prefix; the engine boundary does not:
+        // a name no container has means no container.
+        assert_eq!(e.container(&a[..12]).await.unwrap(), None);
+        assert_eq!(e.container(&a).await.unwrap().unwrap().name, "web--swap-old");
     }
 
     #[tokio::test(start_paused = true)]
@@ -1632,7 +1699,7 @@ mod tests {
         let side = e.create("side", &def("app:v1", &[], &[])).await.unwrap();
         e.start(&side).await.unwrap();
         e.remove(&new).await.unwrap();
-        let att = Attachment { network: "appnet".into(), aliases: vec![], ipv4: None, ipv6: None };
+        let att = Attachment::to("appnet");
         assert!(e.connect(&side, &att).await.unwrap_err().is_network_race());
         e.ping().await.unwrap();
         e.connect(&side, &att).await.unwrap();

@@ -174,16 +174,25 @@ pub fn show(state: &StateDir, app: &str, deploy: Option<&str>, report: &Report) 
     for r in &mine {
         let at = format!("+{:>5}ms", r.ts_ms - t0);
         let line = match &r.data {
-            Event::Begin(b) => format!(
-                "begin by {}@{} pid {} (swap {}, {}): {} -> {}",
-                b.run.user,
-                b.run.host,
-                b.run.pid,
-                b.run.version,
-                b.run.command,
-                b.old.as_ref().map(|o| short(&o.id).to_string()).unwrap_or_else(|| "nothing".into()),
-                if b.image.is_empty() { "build" } else { &b.image }
-            ),
+            Event::Begin(b) => {
+                let mut s = format!(
+                    "begin by {}@{} pid {} (swap {}, {}): {} -> {}",
+                    b.run.user,
+                    b.run.host,
+                    b.run.pid,
+                    b.run.version,
+                    b.run.command,
+                    b.old.as_ref().map(|o| short(&o.id).to_string()).unwrap_or_else(|| "nothing".into()),
+                    if b.image.is_empty() { "build" } else { &b.image }
+                );
+                for m in b.old.iter().flat_map(|o| &o.volumes) {
+                    s.push_str(&format!("\n             old mounts {}", crate::spec::describe_mount(m)));
+                }
+                for m in &b.volumes {
+                    s.push_str(&format!("\n             new mounts {}", crate::spec::describe_mount(m)));
+                }
+                s
+            }
             Event::Intent { step } => format!("  → {}", step.describe()),
             Event::Done { step, ms, .. } => format!("  ✓ {} ({ms} ms)", step.name()),
             Event::Failed { step, error, .. } => format!("  ✗ {}: {error}", step.name()),

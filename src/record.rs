@@ -136,6 +136,10 @@ pub struct Begin {
     /// Names (never values) of the candidate's environment variables.
     #[serde(default)]
     pub env_keys: Vec<String>,
+    /// What the candidate mounts: volume names, bind paths, destinations
+    /// (never contents). A volume without a name is a new anonymous one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub volumes: Vec<crate::docker::Mount>,
     /// Health gate limit, seconds.
     pub health_timeout_s: u64,
 }
@@ -153,6 +157,9 @@ pub struct OldContainer {
     pub running: bool,
     /// Its restart policy, restored on rollback.
     pub restart_policy: crate::docker::RestartPolicy,
+    /// What it mounts (names and paths): the data a rollback keeps.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub volumes: Vec<crate::docker::Mount>,
 }
 
 /// Who ran a deploy or a recovery.

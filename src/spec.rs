@@ -11,7 +11,7 @@ use std::path::Path;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-use crate::docker::{Attachment, Container, Definition, Image};
+use crate::docker::{Attachment, Container, Definition, Image, Mount};
 use crate::step::{LABEL_APP, LABEL_DEPLOY};
 
 /// The PATH the daemon gives a container whose image sets none.
@@ -57,6 +57,70 @@ impl Publish {
     pub fn display(&self) -> String {
         let ip = if self.host_ip.is_empty() { String::new() } else { format!("{}:", self.host_ip) };
         format!("{ip}{}:{}/{}", self.host_port, self.container_port, self.proto)
+    }
+}
+
+/// A volume as `docker run -v` spells it: `/path` (a new anonymous volume),
+/// `NAME:/path[:OPTS]` (a named volume) or `/host:/path[:OPTS]` (a bind).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VolumeArg {
+    /// The volume name or host path; empty for an anonymous volume.
+    pub source: String,
+    /// Path inside the container.
+    pub destination: String,
+    /// Mount options (`ro`, `z`, `nocopy`, propagation…), comma-separated.
+    pub options: String,
+}
+
+/// Options `docker run -v` accepts after the destination.
+const VOLUME_OPTIONS: [&str; 14] = [
+    "ro",
+    "rw",
+    "z",
+    "Z",
+    "nocopy",
+    "shared",
+    "rshared",
+    "slave",
+    "rslave",
+    "private",
+    "rprivate",
+    "consistent",
+    "cached",
+    "delegated",
+];
+
+impl VolumeArg {
+    /// Parses `docker run -v` syntax.
+    pub fn parse(s: &str) -> Result<VolumeArg, String> {
+        let bad = |why: &str| {
+            Err(format!("--volume {s:?}: {why} (expected /path, NAME:/path[:ro] or /host/path:/path[:ro])"))
+        };
+        let parts: Vec<&str> = s.split(':').collect();
+        let (source, destination, options) = match parts.as_slice() {
+            [dst] => ("", *dst, ""),
+            [src, dst] => (*src, *dst, ""),
+            [src, dst, opts] => (*src, *dst, *opts),
+            _ => return bad("too many ':'"),
+        };
+        if !destination.starts_with('/') {
+            return bad(&format!("the container path {destination:?} is not absolute"));
+        }
+        if !source.is_empty() && !source.starts_with('/') {
+            let mut chars = source.chars();
+            let ok = chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
+                && chars.all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
+            if !ok || source.len() < 2 {
+                return bad(&format!("{source:?} is neither an absolute host path nor a volume name"));
+            }
+        }
+        if let Some(o) = options.split(',').filter(|_| !options.is_empty()).find(|o| !VOLUME_OPTIONS.contains(o)) {
+            return bad(&format!("unknown option {o:?}"));
+        }
+        if source.is_empty() && !options.is_empty() {
+            return bad("an anonymous volume takes no options");
+        }
+        Ok(VolumeArg { source: source.into(), destination: destination.into(), options: options.into() })
     }
 }
 
@@ -166,8 +230,9 @@ pub struct Overrides {
     pub cmd: Option<Vec<String>>,
     /// Entrypoint.
     pub entrypoint: Option<Vec<String>>,
-    /// Bind mounts and volumes, `SRC:DST[:ro]`.
-    pub volumes: Vec<String>,
+    /// Volumes and bind mounts, replacing whatever the clone mounts at the
+    /// same destination.
+    pub volumes: Vec<VolumeArg>,
     /// User.
     pub user: Option<String>,
     /// Working directory.
@@ -188,17 +253,19 @@ impl Overrides {
             restart: spec.restart,
             cmd: spec.cmd,
             entrypoint: spec.entrypoint,
-            volumes: spec.volumes,
             user: spec.user,
             workdir: spec.workdir,
             ..Overrides::default()
         };
+        for v in &spec.volumes {
+            o.volumes.push(VolumeArg::parse(v).map_err(|e| format!("--spec {}: {e}", path.display()))?);
+        }
         for p in &spec.publish {
             o.publish.push(Publish::parse(p).map_err(|e| format!("--spec {}: {e}", path.display()))?);
         }
         for n in spec.networks {
             o.networks.push(match n {
-                SpecNetwork::Name(network) => Attachment { network, aliases: vec![], ipv4: None, ipv6: None },
+                SpecNetwork::Name(network) => Attachment::to(&network),
                 SpecNetwork::Full(a) => a,
             });
         }
@@ -254,6 +321,7 @@ pub fn cloned(
     o: &Overrides,
 ) -> Definition {
     let mut def = old.definition.clone();
+    keep_volumes(&mut def, old);
     let config = &mut def.config;
     if let Some(img) = old_image {
         let ic = &img.config;
@@ -296,10 +364,67 @@ pub fn cloned(
     if config.get("Hostname").and_then(Value::as_str) == Some(&old.id[..old.id.len().min(12)]) {
         config.remove("Hostname");
     }
-    config.remove("Domainname");
+    if config.get("Domainname").and_then(Value::as_str).is_some_and(str::is_empty) {
+        config.remove("Domainname");
+    }
     config.insert("Image".into(), json!(image));
     apply(&mut def, app, deploy, o);
     def
+}
+
+/// The container path of a `HostConfig.Binds` entry (`SRC:DST[:OPTS]`).
+fn bind_destination(bind: &str) -> Option<&str> {
+    bind.split(':').nth(1)
+}
+
+/// Makes the candidate mount the very volumes the old container has, as
+/// `docker compose` does when it recreates a service. Binds and named
+/// volumes are in the old definition already; anonymous volumes are not:
+/// Docker gives every new container fresh ones for the paths in
+/// `Config.Volumes` (`docker run -v /data`, an image's `VOLUME`) and for a
+/// `--mount type=volume` without a source, so a clone left as it is would
+/// start on empty volumes and orphan the data. Those are pinned by name.
+/// Volumes from `--volumes-from` follow `HostConfig.VolumesFrom`, which is
+/// cloned as it is.
+fn keep_volumes(def: &mut Definition, old: &Container) {
+    let volume_at =
+        |dst: &str| old.mounts.iter().find(|m| m.kind == "volume" && m.destination == dst).and_then(|m| m.name.clone());
+    let host = &mut def.host_config;
+    let mut covered: Vec<String> = host
+        .get("Binds")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .filter_map(bind_destination)
+        .map(str::to_string)
+        .collect();
+    if let Some(Value::Array(mounts)) = host.get_mut("Mounts") {
+        for m in mounts.iter_mut().filter_map(Value::as_object_mut) {
+            let target = m.get("Target").and_then(Value::as_str).unwrap_or("").to_string();
+            let sourceless = m.get("Source").and_then(Value::as_str).unwrap_or("").is_empty();
+            if m.get("Type").and_then(Value::as_str) == Some("volume") && sourceless {
+                if let Some(name) = volume_at(&target) {
+                    m.insert("Source".into(), json!(name));
+                }
+            }
+            covered.push(target);
+        }
+    }
+    let declared: Vec<String> =
+        def.config.get("Volumes").and_then(Value::as_object).map(|v| v.keys().cloned().collect()).unwrap_or_default();
+    let mut pinned = Vec::new();
+    for dst in declared.iter().filter(|d| !covered.contains(d)) {
+        if let Some(name) = volume_at(dst) {
+            let ro = old.mounts.iter().any(|m| &m.destination == dst && !m.rw);
+            pinned.push(json!(format!("{name}:{dst}{}", if ro { ":ro" } else { "" })));
+        }
+    }
+    if !pinned.is_empty() {
+        let mut binds = host.get("Binds").and_then(Value::as_array).cloned().unwrap_or_default();
+        binds.extend(pinned);
+        host.insert("Binds".into(), Value::Array(binds));
+    }
 }
 
 /// Applies overrides and swap's labels to a definition.
@@ -356,10 +481,25 @@ fn apply(def: &mut Definition, app: &str, deploy: &str, o: &Overrides) {
             json!({ "Name": name, "MaximumRetryCount": n.parse::<i64>().unwrap_or(0) }),
         );
     }
-    if !o.volumes.is_empty() {
-        let mut binds: Vec<Value> = host.get("Binds").and_then(Value::as_array).cloned().unwrap_or_default();
-        binds.extend(o.volumes.iter().map(|v| json!(v)));
-        host.insert("Binds".into(), Value::Array(binds));
+    for v in &o.volumes {
+        // What the flag names replaces whatever the clone mounts there.
+        let dst = v.destination.as_str();
+        if let Some(Value::Array(binds)) = host.get_mut("Binds") {
+            binds.retain(|b| b.as_str().and_then(bind_destination) != Some(dst));
+        }
+        if let Some(Value::Array(mounts)) = host.get_mut("Mounts") {
+            mounts.retain(|m| m.get("Target").and_then(Value::as_str) != Some(dst));
+        }
+        if v.source.is_empty() {
+            let mut declared = config.get("Volumes").and_then(Value::as_object).cloned().unwrap_or_default();
+            declared.insert(dst.to_string(), json!({}));
+            config.insert("Volumes".into(), Value::Object(declared));
+        } else {
+            let opts = if v.options.is_empty() { String::new() } else { format!(":{}", v.options) };
+            let mut binds = host.get("Binds").and_then(Value::as_array).cloned().unwrap_or_default();
+            binds.push(json!(format!("{}:{dst}{opts}", v.source)));
+            host.insert("Binds".into(), Value::Array(binds));
+        }
     }
     for a in &o.networks {
         match def.networks.iter_mut().find(|n| n.network == a.network) {
@@ -381,6 +521,74 @@ pub fn ports_of(def: &Definition) -> Vec<String> {
         }
     }
     out
+}
+
+/// What a definition mounts, for the journal and the plan: names and
+/// paths, never contents. A volume without a name is a new anonymous one.
+pub fn volumes_of(def: &Definition) -> Vec<Mount> {
+    let host = &def.host_config;
+    let mut out: Vec<Mount> = Vec::new();
+    for bind in host.get("Binds").and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str) {
+        let mut parts = bind.split(':');
+        let (src, dst) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+        let rw = !parts.any(|o| o.split(',').any(|o| o == "ro"));
+        let named = !src.starts_with('/');
+        out.push(Mount {
+            kind: if named { "volume" } else { "bind" }.into(),
+            name: named.then(|| src.to_string()),
+            source: if named { String::new() } else { src.to_string() },
+            destination: dst.to_string(),
+            rw,
+        });
+    }
+    for m in host.get("Mounts").and_then(Value::as_array).into_iter().flatten() {
+        let field = |k: &str| m.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+        let (kind, source) = (field("Type"), field("Source"));
+        let volume = kind == "volume";
+        out.push(Mount {
+            name: (volume && !source.is_empty()).then(|| source.clone()),
+            source: if volume { String::new() } else { source },
+            destination: field("Target"),
+            rw: !m.get("ReadOnly").and_then(Value::as_bool).unwrap_or(false),
+            kind,
+        });
+    }
+    for dst in host.get("Tmpfs").and_then(Value::as_object).into_iter().flat_map(|t| t.keys()) {
+        out.push(Mount { kind: "tmpfs".into(), name: None, source: String::new(), destination: dst.clone(), rw: true });
+    }
+    for dst in def.config.get("Volumes").and_then(Value::as_object).into_iter().flat_map(|v| v.keys()) {
+        if !out.iter().any(|m| &m.destination == dst) {
+            out.push(Mount {
+                kind: "volume".into(),
+                name: None,
+                source: String::new(),
+                destination: dst.clone(),
+                rw: true,
+            });
+        }
+    }
+    out
+}
+
+/// A container's mounts as the journal records them: volume names and
+/// bind paths with their destinations (a volume's data directory is left
+/// out: it says nothing the name does not).
+pub fn journaled_mounts(mounts: &[Mount]) -> Vec<Mount> {
+    mounts
+        .iter()
+        .map(|m| Mount { source: if m.kind == "volume" { String::new() } else { m.source.clone() }, ..m.clone() })
+        .collect()
+}
+
+/// One line for a person: `volume NAME -> /path`, `bind /host -> /path (ro)`.
+pub fn describe_mount(m: &Mount) -> String {
+    let what = match (&m.name, m.kind.as_str()) {
+        (Some(n), _) => format!("volume {n}"),
+        (None, "volume") => "a new anonymous volume".to_string(),
+        (None, "tmpfs") => "tmpfs".to_string(),
+        (None, kind) => format!("{kind} {}", m.source),
+    };
+    format!("{what} -> {}{}", m.destination, if m.rw { "" } else { " (ro)" })
 }
 
 /// The environment variable names of a definition, for the journal.

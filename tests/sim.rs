@@ -270,11 +270,7 @@ fn request(image: &str, overrides: Overrides) -> Request {
 fn first_overrides(sc: Scenario) -> Overrides {
     Overrides {
         publish: vec![Publish::parse("8080:80").expect("publish")],
-        networks: sc
-            .networks()
-            .iter()
-            .map(|n| Attachment { network: n.to_string(), aliases: vec![], ipv4: None, ipv6: None })
-            .collect(),
+        networks: sc.networks().iter().map(|n| Attachment::to(n)).collect(),
         restart: Some(sc.policy().into()),
         ..Overrides::default()
     }

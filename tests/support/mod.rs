@@ -772,3 +772,82 @@ impl Drop for Prober {
         }
     }
 }
+
+// ---------------------------------------------------------------------------
+// Data in volumes
+// ---------------------------------------------------------------------------
+
+/// A database-shaped image: `swap-demo:<base>` plus `VOLUME /var/lib/db`, as
+/// every database image declares one. Built (from the Dockerfile alone, no
+/// context) on top of the current demo images; returns its reference.
+pub fn db_image(base: &str) -> String {
+    images();
+    let reference = format!("swap-demo:db-{base}");
+    let dockerfile = format!("FROM {}\nVOLUME /var/lib/db\nLABEL swap-demo.variant=db-{base}\n", image(base));
+    with_lock("db-images", || {
+        let mut child = Command::new("docker")
+            .args(["build", "--quiet", "-t", &reference, "-"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run docker build");
+        child.stdin.take().expect("stdin").write_all(dockerfile.as_bytes()).expect("send the Dockerfile");
+        let out = child.wait_with_output().expect("wait for docker build");
+        assert!(out.status.success(), "docker build {reference}: {}", String::from_utf8_lossy(&out.stderr));
+    });
+    reference
+}
+
+/// Writes `text` to `path` inside container `name` (running or not), through
+/// the container's own view of its file system, so a path on a volume lands
+/// in that volume.
+pub fn write_in(name: &str, path: &str, text: &str) {
+    let (dir, file) = path.rsplit_once('/').expect("an absolute path");
+    let mut tar = tar::Builder::new(Vec::new());
+    let mut header = tar::Header::new_gnu();
+    header.set_size(text.len() as u64);
+    header.set_mode(0o644);
+    header.set_cksum();
+    tar.append_data(&mut header, file, text.as_bytes()).expect("build the tar");
+    let tar = tar.into_inner().expect("finish the tar");
+    let target = format!("{name}:{}", if dir.is_empty() { "/" } else { dir });
+    let mut child = Command::new("docker")
+        .args(["cp", "-", &target])
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run docker cp");
+    child.stdin.take().expect("stdin").write_all(&tar).expect("send the tar");
+    let out = child.wait_with_output().expect("wait for docker cp");
+    assert!(out.status.success(), "docker cp to {target}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// The content of `path` inside container `name`, or `None` if it has no
+/// such file.
+pub fn read_in(name: &str, path: &str) -> Option<String> {
+    let out = docker_output(&["cp", &format!("{name}:{path}"), "-"]);
+    if !out.status.success() {
+        return None;
+    }
+    let mut archive = tar::Archive::new(&out.stdout[..]);
+    let mut entry = archive.entries().ok()?.next()?.ok()?;
+    let mut text = String::new();
+    entry.read_to_string(&mut text).ok()?;
+    Some(text)
+}
+
+/// The container's mounts as `destination -> (type, volume name or source)`.
+pub fn mounts_of(name: &str) -> BTreeMap<String, (String, String)> {
+    let c = inspect(name).unwrap_or_else(|| panic!("no container {name}"));
+    c["Mounts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|m| {
+            let field = |k: &str| m[k].as_str().unwrap_or_default().to_string();
+            let what = if field("Type") == "volume" { field("Name") } else { field("Source") };
+            (field("Destination"), (field("Type"), what))
+        })
+        .collect()
+}
