@@ -194,12 +194,19 @@ struct Scenario {
     restart: Option<&'static str>,
     /// Extra `swap deploy` flags for the swept deploy.
     extra: &'static [&'static str],
+    /// Whether the app keeps data in volumes (an anonymous `--volume /data`
+    /// and its image's `VOLUME /var/lib/db`): a marker written there before
+    /// the swept deploy must be read back from whichever version serves.
+    data: bool,
 }
+
+/// Where a data scenario leaves its markers, by path inside the container.
+const MARKERS: [&str; 2] = ["/data/marker", "/var/lib/db/marker"];
 
 /// The body the demo app answers for a tag.
 fn body_of(tag: &str) -> &'static str {
     match tag {
-        "v1" | "plain-v1" => "v1",
+        "v1" | "plain-v1" | "db-v1" => "v1",
         _ => "v2",
     }
 }
@@ -217,6 +224,9 @@ impl Fixture {
         args.extend(strs(&["--publish", &format!("{}:{DEMO_PORT}", self.port), "--network", self.net]));
         if let Some(policy) = sc.restart {
             args.extend(strs(&["--restart", policy]));
+        }
+        if sc.data {
+            args.extend(strs(&["--volume", "/data"]));
         }
         args
     }
@@ -240,12 +250,24 @@ fn setup(sc: &Scenario) -> Result<Fixture, String> {
     let net = (sc.network)();
     let app = TestApp::new(&format!("crash-{}", sc.name));
     let fx = Fixture { app, port: free_port(), net };
+    if sc.data {
+        for tag in [sc.old, Some(sc.new)].into_iter().flatten() {
+            if let Some(base) = tag.strip_prefix("db-") {
+                support::db_image(base);
+            }
+        }
+    }
     if let Some(old) = sc.old {
         let out = run_swap(&fx.app, &[], &fx.first_deploy_args(sc, old));
         if !out.status.success() {
             return Err(format!("setup: the deploy of {old} failed:\n{}", describe(&out)));
         }
         settled(fx.app.name(), &[&image(old)]).map_err(|e| format!("setup: {e}"))?;
+        if sc.data {
+            for path in MARKERS {
+                support::write_in(fx.app.name(), path, &format!("kept at {path}"));
+            }
+        }
     }
     Ok(fx)
 }
@@ -329,6 +351,17 @@ fn check(sc: &Scenario, fx: &Fixture, begins_before: usize, end: Ended, log: &mu
                 let got = c["HostConfig"]["RestartPolicy"]["Name"].as_str().unwrap_or_default().to_string();
                 if got != policy {
                     return Err(format!("{name} has restart policy {got:?}, expected {policy:?} ({outcome})"));
+                }
+            }
+            if sc.data && sc.old.is_some() {
+                for path in MARKERS {
+                    let want = format!("kept at {path}");
+                    if support::read_in(name, path).as_deref() != Some(want.as_str()) {
+                        return Err(format!(
+                            "{name} serves {tag} ({outcome}) without the data at {path}: mounts {:?}",
+                            support::mounts_of(name)
+                        ));
+                    }
                 }
             }
             match http_get(fx.port, Duration::from_secs(15)) {
@@ -554,6 +587,7 @@ const FIRST: Scenario = Scenario {
     new_fails: false,
     restart: None,
     extra: &[],
+    data: false,
 };
 
 const BRIDGE: Scenario = Scenario {
@@ -564,6 +598,7 @@ const BRIDGE: Scenario = Scenario {
     new_fails: false,
     restart: Some("unless-stopped"),
     extra: &[],
+    data: false,
 };
 
 const OVERLAY: Scenario = Scenario {
@@ -574,6 +609,7 @@ const OVERLAY: Scenario = Scenario {
     new_fails: false,
     restart: None,
     extra: &[],
+    data: false,
 };
 
 /// The candidate exits at once: the gate fails fast and the crash points
@@ -586,6 +622,7 @@ const FAILING: Scenario = Scenario {
     new_fails: true,
     restart: Some("unless-stopped"),
     extra: &[],
+    data: false,
 };
 
 /// The candidate runs but never gets healthy: the gate times out.
@@ -597,6 +634,34 @@ const UNHEALTHY: Scenario = Scenario {
     new_fails: true,
     restart: None,
     extra: &["--health-timeout", "3"],
+    data: false,
+};
+
+/// A re-deploy of an app holding data in an anonymous volume and in the
+/// volume its image declares: at every crash point, the version serving
+/// after recovery has the data.
+const DATA: Scenario = Scenario {
+    name: "data",
+    network: support::bridge,
+    old: Some("db-v1"),
+    new: "db-v2",
+    new_fails: false,
+    restart: Some("unless-stopped"),
+    extra: &[],
+    data: true,
+};
+
+/// The same app with a candidate that exits at once: the rollback, crashed
+/// at its points, gives the old version back with its data.
+const DATA_FAILING: Scenario = Scenario {
+    name: "data-failing",
+    network: support::bridge,
+    old: Some("db-v1"),
+    new: "crash",
+    new_fails: true,
+    restart: None,
+    extra: &[],
+    data: true,
 };
 
 // A re-deploy appends 18 records: 1 begin, 2-3 create, 4-5 park, 6-7 stop,
@@ -644,6 +709,25 @@ fn sweep_unhealthy_candidate() {
             || match mode {
                 Mode::After => [14, 19, 23].contains(&n) || n > 27,
                 Mode::Before | Mode::Torn => false,
+            }
+    });
+}
+
+#[test]
+fn sweep_redeploy_with_data() {
+    // CI: every other after:N, every fourth before:N / torn:N.
+    sweep(&DATA, |mode, n| full() || if mode == Mode::After { n % 2 == 0 } else { n % 4 == 3 });
+}
+
+#[test]
+fn sweep_failing_candidate_with_data() {
+    // CI: a few points of the rollback (records 14..27).
+    sweep(&DATA_FAILING, |mode, n| {
+        full()
+            || match mode {
+                Mode::After => [14, 17, 20, 23, 26].contains(&n) || n > 27,
+                Mode::Before => [16, 22].contains(&n) || n > 27,
+                Mode::Torn => [19, 25].contains(&n) || n > 27,
             }
     });
 }

@@ -961,6 +961,17 @@ fn twenty_apps_deployed_concurrently_each_end_on_their_new_version() {
     let ports: Vec<u16> = (0..N).map(|_| support::free_port()).collect();
     let shared = tempfile::tempdir().unwrap();
     let root = shared.path().join("state");
+    // Twenty candidates start at once on two cores: the images' sub-second
+    // probe (1 s timeout, 3 retries) can time out three times in a row from
+    // load alone. This test is about locks and journals, not health, so the
+    // apps get a patient probe, which re-deploys clone.
+    let spec = shared.path().join("spec.json");
+    std::fs::write(
+        &spec,
+        r#"{"healthcheck": {"test": ["CMD", "/swap-demo", "check"], "interval_ms": 1000, "timeout_ms": 10000, "retries": 10}}"#,
+    )
+    .unwrap();
+    let spec = spec.display().to_string();
     let round = |tag: &str, first: bool| -> Duration {
         let t = Instant::now();
         let children: Vec<Child> = apps
@@ -971,7 +982,7 @@ fn twenty_apps_deployed_concurrently_each_end_on_their_new_version() {
                 let p = publish(*port);
                 let mut args = vec!["deploy", app.name(), "--image", &img];
                 if first {
-                    args.extend_from_slice(&["--publish", &p, "--network", net]);
+                    args.extend_from_slice(&["--publish", &p, "--network", net, "--spec", &spec]);
                 }
                 spawn_in(&root, &args)
             })
