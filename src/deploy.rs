@@ -260,15 +260,7 @@ async fn execute<E: Engine>(
     report: &Report,
 ) -> Result<Deployed, Failure> {
     let app = req.app.clone();
-    let mut run = Run {
-        engine,
-        journal,
-        deploy: plan.deploy.clone(),
-        report,
-        intended: vec![],
-        phase: Phase::BeforeCommit,
-        docker_lost: None,
-    };
+    let mut run = Run::new(engine, journal, &plan.deploy, report, Phase::BeforeCommit);
     run.append(Event::Begin(plan.begin.clone()))?;
     match forward(&mut run, req, &mut plan).await {
         Ok(container) => {
@@ -464,7 +456,7 @@ async fn build<E: Engine>(
                 json!({"event": "step", "step": "build", "description": step.describe(), "status": "failed", "ms": ms, "error": error}),
                 format!("  ✗ {} ({ms} ms): {error}", step.describe()),
             );
-            run.append(Event::Failed { step, error: error.clone(), ms })?;
+            run.append(Event::Failed { step, error: error.clone(), ms, unreachable: false })?;
             Err(Failure::RolledBack(format!("build failed: {error}")))
         }
     }

@@ -72,6 +72,11 @@ pub enum Fault {
     /// The change happens but the answer is lost: effect applied, then the
     /// call fails with `Unreachable` (a timeout after the daemon acted).
     ErrorAfterEffect,
+    /// The answer is lost with the request still on its way: the call fails
+    /// with `Unreachable` at once, and the daemon applies the request later,
+    /// as for [`Fault::CrashInFlight`] (a socket dropped or a proxy timed
+    /// out while Docker went on with it). The process lives on.
+    ErrorInFlight,
     /// The calling process dies before the request leaves: no effect, the
     /// call never returns, [`MemoryEngine::crashed`] turns true.
     Crash,
@@ -690,9 +695,13 @@ impl MemoryEngine {
             tokio::time::sleep(latency).await;
         }
         if fault == Some(Fault::CrashInFlight) {
-            self.send_orphan(number, waits, op);
+            self.send_orphan(number, waits, op, true);
             self.crash.send_replace(true);
             return std::future::pending().await;
+        }
+        if fault == Some(Fault::ErrorInFlight) {
+            self.send_orphan(number, waits, op, false);
+            return Err(unreachable(method, "reply lost"));
         }
         let (result, crash) = self.finish(number, method, fault, op);
         if crash {
@@ -702,13 +711,14 @@ impl MemoryEngine {
         result
     }
 
-    /// Kills the simulated process with call `number` on its way: its effect
-    /// lands later (see [`Fault::CrashInFlight`]).
+    /// Leaves call `number` on its way: its effect lands later (see
+    /// [`Fault::CrashInFlight`]); with `die`, the simulated process dies.
     fn send_orphan<T: 'static>(
         &self,
         number: u64,
         waits: Duration,
         op: impl FnOnce(&mut State) -> EngineResult<T> + Send + 'static,
+        die: bool,
     ) {
         let mut s = self.lock();
         let at = Instant::now() + s.orphan_grace / 2 + waits;
@@ -718,9 +728,9 @@ impl MemoryEngine {
         };
         s.orphans.0.push((at, number, Box::new(effect)));
         if let Some(entry) = s.log.iter_mut().rev().find(|c| c.number == number) {
-            entry.outcome = "crashed (in flight)".into();
+            entry.outcome = if die { "crashed (in flight)" } else { "reply lost (in flight)" }.into();
         }
-        s.crashed = true;
+        s.crashed |= die;
     }
 
     /// Applies every request of a dead process still on its way, as the
@@ -763,6 +773,7 @@ impl MemoryEngine {
                 let _ = op(&mut s);
                 (Err(unreachable(method, "injected after the effect")), false)
             }
+            Some(Fault::ErrorInFlight) => (Err(unreachable(method, "reply lost")), false),
             // `call_waiting` sends these off before `finish`.
             Some(Fault::Crash | Fault::CrashInFlight) => (Err(unreachable(method, "crash")), true),
             Some(Fault::CrashAfterEffect) => {

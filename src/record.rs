@@ -41,6 +41,10 @@ pub enum Event {
         error: String,
         /// How long it ran, in milliseconds.
         ms: u64,
+        /// Whether Docker could not be reached: the reply was lost, so the
+        /// call may still land, as after a crash between intent and done.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        unreachable: bool,
     },
     /// The candidate's health gate ended.
     Health {

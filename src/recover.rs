@@ -10,7 +10,6 @@
 use std::time::Duration;
 
 use serde_json::json;
-use tokio::time::Instant;
 
 use crate::docker::Engine;
 use crate::error::Failure;
@@ -80,15 +79,7 @@ pub async fn resume<E: Engine>(
         .await
         .map_err(|e| Failure::Incomplete(format!("{e}; the journal is intact, run `swap recover` again later")))?;
     let waited_ms = settle_orphan(engine, records, deploy, report).await;
-    let mut run = Run {
-        engine,
-        journal,
-        deploy: deploy.to_string(),
-        report,
-        intended: vec![],
-        phase: Phase::ForwardOnly,
-        docker_lost: None,
-    };
+    let mut run = Run::new(engine, journal, deploy, report, Phase::ForwardOnly);
     let app = d.begin.app.clone();
     match &d.committed {
         Some(cand) => {
@@ -142,60 +133,39 @@ pub async fn resume<E: Engine>(
 }
 
 /// Waits, when the deploy's last record is a step's intent (or undo intent)
-/// written moments ago, until the Docker call the dead process may have
-/// sent for it must have landed. Docker finishes a request whose client was
-/// killed: observed too early, a create lands after recovery looked for the
-/// candidate and is left behind, a stop lands after recovery saw the old
-/// container running and leaves the app down. A journal whose last intent
-/// is older than the bound costs no wait, and neither does a step whose
-/// effect already shows: a step's call lands once, so once its effect is
-/// seen nothing of it is left in flight (a compensation has no such
-/// observation and waits the whole bound). Returns how long it waited, if
-/// it did.
+/// written moments ago, or a step that failed because Docker could not be
+/// reached (its reply was lost), until the Docker call the dead process may
+/// have sent for it must have landed. Docker finishes a request whose client
+/// was killed or cut off: observed too early, a create lands after recovery
+/// looked for the candidate and is left behind, a stop lands after recovery
+/// saw the old container running and leaves the app down. A journal whose
+/// last intent is older than the bound costs no wait, and neither does a
+/// step whose effect already shows ([`crate::run::wait_in_flight`]).
+/// Returns how long it waited, if it did.
 async fn settle_orphan<E: Engine>(
     engine: &E,
     records: &[journal::Record<Event>],
     deploy: &str,
     report: &Report,
 ) -> Option<u64> {
-    let last = records.iter().rev().find(|r| r.group == deploy)?;
-    let (step, undo) = match &last.data {
-        Event::Intent { step } => (step, false),
-        Event::UndoIntent { step } => (step, true),
+    let mut mine = records.iter().rev().filter(|r| r.group == deploy);
+    let last = mine.next()?;
+    let (step, undo, sent_ms) = match &last.data {
+        Event::Intent { step } => (step, false, last.ts_ms),
+        Event::UndoIntent { step } => (step, true, last.ts_ms),
+        // The call was sent when its intent was written, just before.
+        Event::Failed { step, unreachable: true, .. } => match mine.next() {
+            Some(r) if matches!(&r.data, Event::Intent { step: s } if s == step) => (step, false, r.ts_ms),
+            _ => (step, false, last.ts_ms),
+        },
         _ => return None,
     };
     let bound = engine.orphan_bound(step.waits(undo)?);
     let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
-    let until_ms = last.ts_ms.saturating_add(bound.as_millis() as u64);
+    let until_ms = sent_ms.saturating_add(bound.as_millis() as u64);
     // A clock set back since the record was written waits at most the bound.
     let wait = Duration::from_millis(until_ms.saturating_sub(now_ms)).min(bound);
-    // Whether the step's effect shows (its call has landed), or its container
-    // is gone (recovery decides what that means).
-    let landed =
-        || async { !undo && matches!(step.observe(engine).await, Ok(Some(_)) | Err(StepError::Unexplained(_))) };
-    if wait.is_zero() || landed().await {
-        return None;
-    }
-    report.note(format!(
-        "the last step ({}) was cut off moments ago; waiting up to {:.1} s for a Docker call it may have sent to land",
-        step.describe(),
-        wait.as_secs_f64()
-    ));
-    let start = Instant::now();
-    let deadline = start + wait;
-    let mut poll = Duration::from_millis(50);
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            break;
-        }
-        tokio::time::sleep(if undo { left } else { poll.min(left) }).await;
-        poll = (poll * 2).min(Duration::from_secs(1));
-        if landed().await {
-            break;
-        }
-    }
-    Some(start.elapsed().as_millis() as u64)
+    crate::run::wait_in_flight(engine, step, undo, wait, report).await
 }
 
 async fn observe<E: Engine>(engine: &E, id: &str) -> Result<Option<crate::docker::Container>, Failure> {

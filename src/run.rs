@@ -37,6 +37,10 @@ pub struct Run<'a, E> {
     /// because Docker could not be reached (not because the journal could
     /// not be written).
     pub docker_lost: Option<String>,
+    /// A step whose call may still be running inside Docker (its reply was
+    /// lost), and when it was sent: a rollback waits for it first.
+    /// (Tokio's clock, so a simulation with paused time waits no real time.)
+    in_flight: Option<(Step, tokio::time::Instant)>,
 }
 
 /// Where a run stands, which decides what a failed step means.
@@ -52,6 +56,20 @@ pub enum Phase {
 }
 
 impl<'a, E: Engine> Run<'a, E> {
+    /// A run of deploy `deploy` appending to `journal`, nothing intended yet.
+    pub fn new(engine: &'a E, journal: &'a mut Journal<Event>, deploy: &str, report: &'a Report, phase: Phase) -> Self {
+        Run {
+            engine,
+            journal,
+            deploy: deploy.to_string(),
+            report,
+            intended: vec![],
+            phase,
+            docker_lost: None,
+            in_flight: None,
+        }
+    }
+
     /// Appends a record of this deploy; a failure ends the run as incomplete
     /// and nothing further runs.
     pub fn append(&mut self, event: Event) -> Result<(), Failure> {
@@ -116,6 +134,11 @@ impl<'a, E: Engine> Run<'a, E> {
                     json!({"event": "step", "step": step.name(), "description": step.describe(), "status": "failed", "ms": ms, "error": error}),
                     format!("  ✗ {} ({ms} ms): {error}", step.describe()),
                 );
+                let unreachable = e.is_unreachable();
+                if unreachable {
+                    let sent = tokio::time::Instant::now().checked_sub(t.elapsed());
+                    self.in_flight = Some((step.clone(), sent.unwrap_or_else(tokio::time::Instant::now)));
+                }
                 let failure = match &e {
                     StepError::Unexplained(m) => Failure::Halted(m.clone()),
                     _ if self.phase == Phase::ForwardOnly => {
@@ -136,7 +159,7 @@ impl<'a, E: Engine> Run<'a, E> {
                     }
                     _ => Failure::RolledBack(format!("{} failed: {error}", step.name())),
                 };
-                self.append(Event::Failed { step, error, ms })?;
+                self.append(Event::Failed { step, error, ms, unreachable })?;
                 Err(failure)
             }
         }
@@ -151,6 +174,16 @@ impl<'a, E: Engine> Run<'a, E> {
     /// running, the rollback leaves it running even when the deploy never got
     /// to stop it (a reboot while it was parked with policy `no` stops it).
     pub async fn rollback(&mut self, reason: &str, old: Option<&OldContainer>) -> Result<(), Failure> {
+        // A step whose reply was lost may still land (a stop that kills the
+        // old container after the rollback saw it running would leave the
+        // app down under a journal that says rolled back): treated like an
+        // intent a crash left behind, waited for before anything observes.
+        if let Some((step, sent)) = self.in_flight.take() {
+            if let Some(waits) = step.waits(false) {
+                let left = self.engine.orphan_bound(waits).saturating_sub(sent.elapsed());
+                wait_in_flight(self.engine, &step, false, left, self.report).await;
+            }
+        }
         let mut steps: Vec<Step> = self.intended.clone();
         if let Some(old) = old.filter(|o| o.running) {
             if !steps.iter().any(|s| matches!(s, Step::StopOld { .. })) {
@@ -199,6 +232,46 @@ impl<'a, E: Engine> Run<'a, E> {
         }
         Failure::Halted(reason)
     }
+}
+
+/// Waits up to `wait` for the Docker call a step (or with `undo` its
+/// compensation) may have left running to land: until the step's effect
+/// shows (a step's call lands once, so nothing of it is left in flight
+/// then), or its container is gone, or the time is up. A compensation has
+/// no such observation and waits the whole time. Docker being unreachable
+/// meanwhile only means waiting on. Returns how long it waited, if it did.
+pub async fn wait_in_flight<E: Engine>(
+    engine: &E,
+    step: &Step,
+    undo: bool,
+    wait: Duration,
+    report: &Report,
+) -> Option<u64> {
+    let landed =
+        || async { !undo && matches!(step.observe(engine).await, Ok(Some(_)) | Err(StepError::Unexplained(_))) };
+    if wait.is_zero() || landed().await {
+        return None;
+    }
+    report.note(format!(
+        "the last step ({}) was cut off moments ago; waiting up to {:.1} s for a Docker call it may have sent to land",
+        step.describe(),
+        wait.as_secs_f64()
+    ));
+    let start = tokio::time::Instant::now();
+    let deadline = start + wait;
+    let mut poll = Duration::from_millis(50);
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        tokio::time::sleep(if undo { left } else { poll.min(left) }).await;
+        poll = (poll * 2).min(Duration::from_secs(1));
+        if landed().await {
+            break;
+        }
+    }
+    Some(start.elapsed().as_millis() as u64)
 }
 
 /// Retries an engine operation while the daemon is unreachable, with a

@@ -197,6 +197,9 @@ enum Mode {
     Cut,
     /// Connections accepted, nothing forwarded either way.
     Stall,
+    /// The triggering request is forwarded, then every connection is cut
+    /// (and new ones closed): the daemon acts on a call whose reply is lost.
+    CutAfterForward,
 }
 
 struct Shared {
@@ -321,7 +324,7 @@ impl DockerProxy {
 
     fn serve(s: &Arc<Shared>, client: UnixStream) {
         match s.mode() {
-            Mode::Cut => drop(client),
+            Mode::Cut | Mode::CutAfterForward => drop(client),
             Mode::Stall => s.conns.lock().unwrap().push(client),
             Mode::Pass => {
                 let upstream = UnixStream::connect(DOCKER_SOCK).expect("connect to the real daemon");
@@ -359,6 +362,12 @@ impl DockerProxy {
                 }
                 Mode::Cut => {
                     s.cut_all();
+                    return;
+                }
+                Mode::CutAfterForward => {
+                    let _ = to.write_all(&buf[..n]);
+                    let _ = to.flush();
+                    s.set(Mode::Cut);
                     return;
                 }
                 Mode::Stall => return s.park(),
@@ -560,6 +569,55 @@ fn docker_gone_briefly_mid_deploy_is_rolled_back_when_it_answers_again() {
     assert_answers(port, "v1");
     assert_eq!(restart_policy(app.name()), "unless-stopped", "the old container's restart policy was not restored");
     assert_exit(&app.swap(&["journal", "verify", app.name()]), 0);
+}
+
+/// The reply to the old container's stop is lost (the connection drops
+/// right after the request reached the daemon), and the stop lands seconds
+/// later: the old version ignores its stop signal, so Docker kills it only
+/// at the end of the stop timeout. The rollback must wait for the call in
+/// flight, as recovery does after a crash, or it sees the old container
+/// still running, ends "rolled back", and the late stop then leaves the app
+/// down.
+#[test]
+fn a_lost_reply_to_the_stop_is_waited_for_and_the_rollback_restarts_the_old_version() {
+    support::images();
+    let app = TestApp::new("lost-stop");
+    let port = support::free_port();
+    // PID 1 ignores a signal it has no handler for: SIGUSR1 stops nothing.
+    support::run_container(
+        app.name(),
+        "swap-demo:v1",
+        &["-p", &publish(port), "--stop-signal", "SIGUSR1", "--restart", "unless-stopped"],
+    );
+    assert_answers(port, "v1");
+    let proxy = DockerProxy::start(&["/stop"], Mode::CutAfterForward);
+    let shared = Arc::clone(&proxy.shared);
+    let restorer = std::thread::spawn(move || {
+        wait_until(Duration::from_secs(60), || shared.fired.load(Ordering::SeqCst));
+        std::thread::sleep(Duration::from_millis(500));
+        shared.set(Mode::Pass);
+    });
+    let out = app.swap_env(
+        &[("DOCKER_HOST", &proxy.url())],
+        &["deploy", app.name(), "--image", "swap-demo:v2", "--stop-timeout", "3"],
+    );
+    restorer.join().unwrap();
+    assert!(proxy.fired(), "the deploy never sent the old container's stop");
+    assert_exit(&out, 1);
+    assert!(
+        text(&out).contains("waiting up to"),
+        "the rollback did not wait for the stop in flight:\n{}",
+        describe(&out)
+    );
+    assert_ends(&app, "rolled_back");
+    // Well past the moment the lost stop lands (its 3 s timeout).
+    std::thread::sleep(Duration::from_secs(5));
+    support::assert_settled(app.name(), "swap-demo:v1");
+    assert_answers(port, "v1");
+    assert_eq!(restart_policy(app.name()), "unless-stopped", "the old container's restart policy was not restored");
+    let failed: Vec<Value> = records(&app).into_iter().filter(|r| kind(r) == "failed").collect();
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert_eq!(failed[0]["data"]["unreachable"], true, "the lost reply is not journaled as such: {}", failed[0]);
 }
 
 /// Docker goes away for two seconds right after the commit, at the old

@@ -867,7 +867,12 @@ fn docker_errors_at_every_call() {
         let (_, reference) = rt.block_on(run_case(sc, &Case::default()));
         let n = reference.unwrap_or_else(|e| panic!("{sc:?}: the unfaulted run fails: {e}")).deploy_calls;
         for k in 1..=n {
-            for fault in [Fault::Unreachable, Fault::Daemon("injected refusal".into()), Fault::ErrorAfterEffect] {
+            for fault in [
+                Fault::Unreachable,
+                Fault::Daemon("injected refusal".into()),
+                Fault::ErrorAfterEffect,
+                Fault::ErrorInFlight,
+            ] {
                 let name = format!("{fault:?}").split('(').next().unwrap_or_default().to_string();
                 let case = Case { fault: Some((k, fault.clone())), ..Case::default() };
                 let (w, r) = rt.block_on(run_case(sc, &case));
