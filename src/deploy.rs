@@ -427,7 +427,8 @@ async fn build<E: Engine>(
     run.append(Event::Intent { step: step.clone() })?;
     run.intended.push(step.clone());
     let t = std::time::Instant::now();
-    let tar = context::tar(dir).map_err(|e| Failure::BadInput(format!("build context {}: {e}", dir.display())));
+    let tar =
+        context::tar(dir, dockerfile).map_err(|e| Failure::BadInput(format!("build context {}: {e}", dir.display())));
     let result = match tar {
         Ok(tar) => {
             let report = run.report.clone();
