@@ -763,16 +763,18 @@ mod tests {
         assert!(matches!(err, EngineError::NotFound(_)), "{err:?}");
     }
 
-    /// Start, logs and stop need an image that runs; the demo images are
-    /// built separately, so this exercises them only when present.
+    /// Start, logs and stop need an image that runs: the demo's, built by
+    /// `demo/build-images.sh` when it is not there yet.
     #[tokio::test]
     async fn running_container_lifecycle_with_demo_image() {
         let engine = BollardEngine::connect().unwrap();
         engine.ping().await.expect("the Docker daemon must be reachable for these tests");
         if engine.image("swap-demo:v1").await.unwrap().is_none() {
-            eprintln!("swap-demo:v1 is not built; start/stop not exercised");
-            return;
+            let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("demo/build-images.sh");
+            let out = std::process::Command::new(&script).arg("v1").output().expect("run demo/build-images.sh");
+            assert!(out.status.success(), "{} v1 failed: {}", script.display(), String::from_utf8_lossy(&out.stderr));
         }
+        assert!(engine.image("swap-demo:v1").await.unwrap().is_some(), "swap-demo:v1 is still missing");
         let mut cleanup = Cleanup::default();
         let name = unique("run");
         cleanup.containers.push(name.clone());

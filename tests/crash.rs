@@ -499,6 +499,7 @@ impl Tally {
         for f in &self.failures {
             eprintln!("  FAILURE {}: {f}", self.scenario);
         }
+        assert!(self.ran > 0, "{}: no crash point ran", self.scenario);
         assert!(
             self.failures.is_empty(),
             "{}: {} of {} crash points failed:\n{}",

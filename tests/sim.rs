@@ -729,6 +729,7 @@ impl Tally {
 
     fn finish(&self, what: &str) {
         eprintln!("{what}: {} runs, {} passed, {} failed", self.runs, self.passed, self.failures.len());
+        assert!(self.runs > 0, "{what}: no case ran");
         if !self.failures.is_empty() {
             let mut msg = format!("{what}: {} of {} runs violated an invariant\n", self.failures.len(), self.runs);
             for f in self.failures.iter().take(SHOW) {
