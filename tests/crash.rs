@@ -140,31 +140,33 @@ fn kind(r: &Value) -> &str {
     r["data"]["kind"].as_str().unwrap_or("?")
 }
 
-/// Records a deploy appended, the journal's header (written by whichever
-/// run creates the file) not counted.
-fn appended(before: &[Value], after: &[Value]) -> usize {
-    let payload = |rs: &[Value]| rs.iter().filter(|r| kind(r) != "header").count();
-    payload(after).saturating_sub(payload(before))
-}
-
 fn begins(records: &[Value]) -> usize {
     records.iter().filter(|r| kind(r) == "begin").count()
 }
 
+/// A record by its kind and step: `intent:stop_old`, `done:stop_old`,
+/// `health`, `commit`, `undo_done:rename_old`, `end:deployed`. Crash points
+/// are chosen by these names, not by record numbers, so a sample keeps its
+/// meaning when a deploy gains or loses a record.
+fn label(r: &Value) -> String {
+    let k = kind(r);
+    match r["data"]["step"]["step"].as_str() {
+        Some(s) => format!("{k}:{s}"),
+        None if k == "end" => format!("end:{}", r["data"]["outcome"].as_str().unwrap_or("?")),
+        None => k.to_string(),
+    }
+}
+
 /// The journal as one line per record kind (with the step), for messages.
 fn timeline(records: &[Value]) -> String {
-    records
-        .iter()
-        .map(|r| {
-            let k = kind(r);
-            match r["data"]["step"]["step"].as_str() {
-                Some(s) => format!("{k}:{s}"),
-                None if k == "end" => format!("end:{}", r["data"]["outcome"].as_str().unwrap_or("?")),
-                None => k.to_string(),
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
+    records.iter().map(label).collect::<Vec<_>>().join(" ")
+}
+
+/// The labels of the records a deploy appended: record N of the run is
+/// element N - 1.
+fn appended_labels(before: &[Value], after: &[Value]) -> Vec<String> {
+    let payload = |rs: &[Value]| rs.iter().filter(|r| kind(r) != "header").count();
+    after.iter().filter(|r| kind(r) != "header").skip(payload(before)).map(label).collect()
 }
 
 fn journal_bytes(app: &TestApp) -> Vec<u8> {
@@ -511,18 +513,22 @@ impl Tally {
     }
 }
 
-/// Runs the scenario's deploy crashed at every selected `mode:N` (N = 1, 2, …
-/// until the deploy completes uncrashed), recovering and checking after each.
-fn sweep(sc: &Scenario, select: impl Fn(Mode, u32) -> bool) {
+/// Runs the scenario's deploy uncrashed (checked like any point), then
+/// crashed at every selected `mode:N`, N naming each record the uncrashed
+/// deploy appended, recovering and checking after each. `select` gets the
+/// mode and the record's label (see [`label`]); the full sweep takes all.
+fn sweep(sc: &Scenario, select: impl Fn(Mode, &str) -> bool) {
     support::images();
     let mut tally = Tally::new(sc.name);
-    let mut completed = false;
+    let Some(points) = reference_run(sc, &mut tally) else {
+        return tally.finish(None);
+    };
     for mode in MODES {
-        for n in 1..=MAX_N {
-            if !select(mode, n) {
+        for (i, name) in points.iter().enumerate() {
+            if !(full() || select(mode, name)) {
                 continue;
             }
-            let point = mode.at(n);
+            let point = mode.at(i as u32 + 1);
             let t = Instant::now();
             let mut log = String::new();
             let fx = match setup(sc) {
@@ -535,49 +541,51 @@ fn sweep(sc: &Scenario, select: impl Fn(Mode, u32) -> bool) {
             let before = journal(&fx.app).unwrap_or_default();
             let out = run_swap(&fx.app, &[("SWAP_CRASH_AT", &point)], &fx.swept_args(sc));
             log.push_str(&format!(
-                "=== swap {} with SWAP_CRASH_AT={point}\n{}\n",
+                "=== swap {} with SWAP_CRASH_AT={point} ({name})\n{}\n",
                 fx.swept_args(sc).join(" "),
                 describe(&out)
             ));
             let end = ended(&out);
-            let result = check(sc, &fx, begins(&before), end, &mut log);
-            if end != Ended::Killed {
-                let after = journal(&fx.app).unwrap_or_default();
-                tally.records = Some(appended(&before, &after));
-                completed = true;
-            }
-            let label = if end == Ended::Killed { point.clone() } else { format!("{point} (completed uncrashed)") };
+            let result = check(sc, &fx, begins(&before), end, &mut log).and_then(|serving| match end {
+                Ended::Killed => Ok(serving),
+                // The uncrashed run appended more records than this one did.
+                _ => Err(format!("the deploy did not crash at {point} ({name}): {}", first_error(&out))),
+            });
             let result = result.map_err(|why| {
                 let records = journal(&fx.app).map(|r| timeline(&r)).unwrap_or_else(|e| e);
                 let kept = keep(&fx, sc.name, &point, &log);
                 format!("{why}\n      journal: {records}\n      kept in {}", kept.display())
             });
-            tally.record(&label, t.elapsed(), result);
-            if end != Ended::Killed {
-                break;
-            }
-        }
-    }
-    if !completed {
-        // The sample never reached the end: one uncrashed deploy, checked too.
-        let t = Instant::now();
-        let mut log = String::new();
-        match setup(sc) {
-            Ok(fx) => {
-                let before = journal(&fx.app).unwrap_or_default();
-                let out = run_swap(&fx.app, &[], &fx.swept_args(sc));
-                log.push_str(&describe(&out));
-                let end = ended(&out);
-                let result = check(sc, &fx, begins(&before), end, &mut log);
-                tally.records = Some(appended(&before, &journal(&fx.app).unwrap_or_default()));
-                let result = result
-                    .map_err(|why| format!("{why} (kept in {})", keep(&fx, sc.name, "uncrashed", &log).display()));
-                tally.record("uncrashed", t.elapsed(), result);
-            }
-            Err(e) => tally.record("uncrashed", t.elapsed(), Err(e)),
+            tally.record(&format!("{point} ({name})"), t.elapsed(), result);
         }
     }
     tally.finish(None);
+}
+
+/// The scenario's deploy without a crash, checked like any point; returns
+/// the labels of the records it appended: the crash points.
+fn reference_run(sc: &Scenario, tally: &mut Tally) -> Option<Vec<String>> {
+    let t = Instant::now();
+    let fx = match setup(sc) {
+        Ok(fx) => fx,
+        Err(e) => {
+            tally.record("uncrashed", t.elapsed(), Err(e));
+            return None;
+        }
+    };
+    let mut log = String::new();
+    let before = journal(&fx.app).unwrap_or_default();
+    let out = run_swap(&fx.app, &[], &fx.swept_args(sc));
+    log.push_str(&describe(&out));
+    let end = ended(&out);
+    let result = check(sc, &fx, begins(&before), end, &mut log);
+    let points = appended_labels(&before, &journal(&fx.app).unwrap_or_default());
+    tally.records = Some(points.len());
+    let result = result.map_err(|why| format!("{why} (kept in {})", keep(&fx, sc.name, "uncrashed", &log).display()));
+    let ok = result.is_ok();
+    tally.record("uncrashed", t.elapsed(), result);
+    eprintln!("  {} crash points: {}", sc.name, points.join(" "));
+    ok.then_some(points)
 }
 
 const FIRST: Scenario = Scenario {
@@ -665,71 +673,93 @@ const DATA_FAILING: Scenario = Scenario {
     data: true,
 };
 
-// A re-deploy appends 18 records: 1 begin, 2-3 create, 4-5 park, 6-7 stop,
-// 8-9 rename old, 10-11 rename candidate, 12-13 start, 14 health, 15 commit,
-// 16-17 remove old, 18 end. A failing one: 14 health (failed), then the
-// rollback's undo records 15-26 and 27 end. A first deploy: 1 begin, 2-3
-// create, 4-5 rename, 6-7 start, 8 health, 9 commit, 10 end.
+/// A step's `done` record: crashing right before it (`before:N`) leaves the
+/// step's effect in place, unrecorded.
+fn done(name: &str) -> bool {
+    name.starts_with("done:")
+}
+
+fn intent(name: &str) -> bool {
+    name.starts_with("intent:")
+}
 
 #[test]
 fn sweep_first_deploy() {
-    // CI: every after:N (cheap: nothing to set up), every other before/torn.
-    sweep(&FIRST, |mode, n| full() || mode == Mode::After || n % 2 == 1);
+    // CI: every after:N (cheap: nothing to set up); before every done
+    // record and the commit, torn at every intent.
+    sweep(&FIRST, |mode, name| match mode {
+        Mode::After => true,
+        Mode::Before => done(name) || name == "commit",
+        Mode::Torn => intent(name),
+    });
 }
 
 #[test]
 fn sweep_redeploy_bridge() {
-    // CI: every after:N, every third before:N / torn:N.
-    sweep(&BRIDGE, |mode, n| full() || mode == Mode::After || n % 3 == 1);
+    // CI: every after:N; before the outage's done records; torn at the
+    // outage's intents and the commit.
+    sweep(&BRIDGE, |mode, name| match mode {
+        Mode::After => true,
+        Mode::Before => ["done:stop_old", "done:rename_old", "done:start_candidate", "done:remove_old"].contains(&name),
+        Mode::Torn => ["intent:create_candidate", "intent:rename_candidate", "commit"].contains(&name),
+    });
 }
 
 #[test]
 fn sweep_redeploy_overlay() {
-    // CI: every after:N, every third before:N / torn:N (shifted against the bridge's).
-    sweep(&OVERLAY, |mode, n| full() || mode == Mode::After || n % 3 == 2);
+    // CI: every after:N; the overlay's own hazards (renames, the start)
+    // before and torn.
+    sweep(&OVERLAY, |mode, name| match mode {
+        Mode::After => true,
+        Mode::Before => ["done:park_old", "done:rename_candidate", "health"].contains(&name),
+        Mode::Torn => ["intent:stop_old", "intent:start_candidate", "end:deployed"].contains(&name),
+    });
 }
 
 #[test]
 fn sweep_failing_candidate() {
-    // CI: the rollback (records 14..27) at every after:N, and a few before/torn there.
-    sweep(&FAILING, |mode, n| {
-        full()
-            || match mode {
-                Mode::After => n >= 13,
-                Mode::Before => [15, 18, 21, 24, 27].contains(&n) || n > 27,
-                Mode::Torn => [16, 20, 23, 26].contains(&n) || n > 27,
-            }
+    // CI: the rollback at every after:N, before its undo_done records, torn
+    // at a few of its undo intents.
+    sweep(&FAILING, |mode, name| match mode {
+        Mode::After => {
+            name == "done:start_candidate" || name == "health" || name.starts_with("undo") || name.starts_with("end")
+        }
+        Mode::Before => name.starts_with("undo_done") || name.starts_with("end"),
+        Mode::Torn => {
+            ["undo_intent:start_candidate", "undo_intent:rename_old", "undo_intent:park_old", "end:rolled_back"]
+                .contains(&name)
+        }
     });
 }
 
 #[test]
 fn sweep_unhealthy_candidate() {
     // Each run waits out the health timeout: CI runs three points of the rollback.
-    sweep(&UNHEALTHY, |mode, n| {
-        full()
-            || match mode {
-                Mode::After => [14, 19, 23].contains(&n) || n > 27,
-                Mode::Before | Mode::Torn => false,
-            }
+    sweep(&UNHEALTHY, |mode, name| {
+        mode == Mode::After && ["health", "undo_done:rename_candidate", "undo_done:stop_old"].contains(&name)
     });
 }
 
 #[test]
 fn sweep_redeploy_with_data() {
-    // CI: every other after:N, every fourth before:N / torn:N.
-    sweep(&DATA, |mode, n| full() || if mode == Mode::After { n % 2 == 0 } else { n % 4 == 3 });
+    // CI: after every done record and the commit; before the steps that
+    // move the data's container; torn at the start and the commit.
+    sweep(&DATA, |mode, name| match mode {
+        Mode::After => done(name) || name == "commit",
+        Mode::Before => {
+            ["done:create_candidate", "done:stop_old", "done:rename_old", "done:start_candidate"].contains(&name)
+        }
+        Mode::Torn => ["intent:start_candidate", "commit"].contains(&name),
+    });
 }
 
 #[test]
 fn sweep_failing_candidate_with_data() {
-    // CI: a few points of the rollback (records 14..27).
-    sweep(&DATA_FAILING, |mode, n| {
-        full()
-            || match mode {
-                Mode::After => [14, 17, 20, 23, 26].contains(&n) || n > 27,
-                Mode::Before => [16, 22].contains(&n) || n > 27,
-                Mode::Torn => [19, 25].contains(&n) || n > 27,
-            }
+    // CI: a few points of the rollback.
+    sweep(&DATA_FAILING, |mode, name| match mode {
+        Mode::After => name == "health" || name.starts_with("undo_done"),
+        Mode::Before => ["undo_done:stop_old", "undo_done:rename_old"].contains(&name),
+        Mode::Torn => ["undo_intent:start_candidate", "undo_intent:rename_old"].contains(&name),
     });
 }
 
@@ -790,39 +820,41 @@ fn sweep_recovery(tally: &mut Tally, deploy_at: &str, modes: &[Mode], select: im
 /// `after:N` of the re-deploy; in CI, after the old container stopped
 /// (rollback restarts it), after both renames (rollback renames both back)
 /// and after the commit (recovery goes forward).
-fn recovery_deploy_points() -> Vec<String> {
-    if full() {
-        (1..=18).map(|n| Mode::After.at(n)).collect()
-    } else {
-        vec!["after:7".into(), "after:11".into(), "after:15".into()]
-    }
+fn recovery_deploy_points(tally: &mut Tally) -> Vec<String> {
+    let Some(points) = reference_run(&BRIDGE, tally) else { return vec![] };
+    let wanted = ["done:stop_old", "done:rename_candidate", "commit"];
+    let picked = points.iter().enumerate().filter(|(_, name)| full() || wanted.contains(&name.as_str()));
+    picked.map(|(i, _)| Mode::After.at(i as u32 + 1)).collect()
 }
 
-/// Recovery crashed at every `mode:M` (CI: a sample), for each deploy crash point.
-fn recovery_crashed_again(mode: Mode, sample: impl Fn(&str, u32) -> bool) {
+/// Recovery crashed at every `mode:M` (CI: a sample), for each deploy crash
+/// point; `sample` gets the deploy's crash point, whether it is the commit,
+/// and M.
+fn recovery_crashed_again(mode: Mode, sample: impl Fn(&str, bool, u32) -> bool) {
     support::images();
     let mut tally = Tally::new(&format!("recovery-{}", mode.as_str()));
-    for deploy_at in recovery_deploy_points() {
-        sweep_recovery(&mut tally, &deploy_at, &[mode], |_, m| full() || sample(&deploy_at, m));
+    let points = recovery_deploy_points(&mut tally);
+    let commit = points.last().cloned().unwrap_or_default();
+    for deploy_at in &points {
+        let at_commit = *deploy_at == commit;
+        sweep_recovery(&mut tally, deploy_at, &[mode], |_, m| full() || sample(deploy_at, at_commit, m));
     }
     tally.finish(Some("see the list above".into()));
 }
 
 #[test]
 fn sweep_recovery_crashed_after() {
-    recovery_crashed_again(Mode::After, |_, _| true);
+    recovery_crashed_again(Mode::After, |_, _, _| true);
 }
 
 #[test]
 fn sweep_recovery_crashed_before() {
-    recovery_crashed_again(Mode::Before, |deploy_at, m| deploy_at == "after:15" || m % 3 == 1);
+    recovery_crashed_again(Mode::Before, |_, at_commit, m| at_commit || m % 3 == 1);
 }
 
 #[test]
 fn sweep_recovery_crashed_torn() {
-    recovery_crashed_again(Mode::Torn, |deploy_at, m| {
-        deploy_at == "after:15" || m % 2 == (deploy_at == "after:7") as u32
-    });
+    recovery_crashed_again(Mode::Torn, |_, at_commit, m| at_commit || m % 2 == 0);
 }
 
 // ---------------------------------------------------------------------------
