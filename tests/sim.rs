@@ -48,7 +48,7 @@
 //!   name (the old container ends under its parking name). Recovery now
 //!   waits out [`Engine::orphan_bound`] after a fresh intent. (Every
 //!   `CrashInFlight` sweep point of a mutating call; found on the real
-//!   engine by `tests/crash.rs::random_kills` first.)
+//!   engine by `tests/it/crash.rs::random_kills` first.)
 //!
 //! Environment: `SWAP_SIM_SEED` (base seed of the random schedules, decimal
 //! or 0x-hex), `SWAP_SIM_SCHEDULES` (how many, default 10,000). A failing

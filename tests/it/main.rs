@@ -4,6 +4,10 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod crash;
+mod deploy;
 mod dockerignore;
+mod faults;
+mod ops;
 mod services;
 mod smoke;

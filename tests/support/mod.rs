@@ -14,9 +14,6 @@
 //!
 //! Docker being unreachable fails a test; it never skips one.
 
-// Each test module uses a different part of this harness.
-#![allow(dead_code)]
-
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{Read, Write};

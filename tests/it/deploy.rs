@@ -8,11 +8,6 @@
 //! removed when the test ends, and picks free host ports, so the tests run in
 //! parallel under nextest.
 
-// The harness allows dead code itself (`#![allow(dead_code)]`); repeating it
-// here trips clippy's duplicated_attributes.
-#[path = "support/mod.rs"]
-mod support;
-
 use std::collections::BTreeSet;
 use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;
@@ -20,8 +15,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::support;
+use crate::support::{describe, image, TestApp, DEMO_PORT};
 use serde_json::Value;
-use support::{describe, image, TestApp, DEMO_PORT};
 
 /// How long a demo app may take to answer after a deploy returned.
 const ANSWER: Duration = Duration::from_secs(10);

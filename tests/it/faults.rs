@@ -8,11 +8,6 @@
 //!
 //! The table in `docs/reliability.md` lists every fault with its test.
 
-// The harness allows dead code itself (`#![allow(dead_code)]`); repeating it
-// here trips clippy's duplicated_attributes.
-#[path = "support/mod.rs"]
-mod support;
-
 use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -23,8 +18,9 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::support;
+use crate::support::{describe, image, wait_until, TestApp, DEMO_PORT};
 use serde_json::Value;
-use support::{describe, image, wait_until, TestApp, DEMO_PORT};
 
 /// How long a demo app may take to answer after a deploy returned.
 const ANSWER: Duration = Duration::from_secs(10);

@@ -9,15 +9,13 @@
 //! writes the documents: a change to the product's output that breaks the
 //! documented contract fails here.
 
-#[path = "support/mod.rs"]
-mod support;
-
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
+use crate::support;
+use crate::support::{describe, image, TestApp, DEMO_PORT};
 use serde_json::Value;
-use support::{describe, image, TestApp, DEMO_PORT};
 
 /// How long a demo app may take to answer after a deploy returned.
 const ANSWER: Duration = Duration::from_secs(10);

@@ -20,27 +20,25 @@
 //! run:
 //!
 //! ```text
-//! SWAP_SWEEP=full cargo nextest run --profile sweep --test crash --no-capture
-//! SWAP_KILLS=500 cargo nextest run --profile sweep --test crash --no-capture random_kills
-//! SWAP_KILL_SEED=<seed> cargo nextest run --test crash --no-capture random_kills   # replay
+//! SWAP_SWEEP=full cargo nextest run --profile sweep --test it --no-capture crash::
+//! SWAP_KILLS=500 cargo nextest run --profile sweep --test it --no-capture crash::random_kills
+//! SWAP_KILL_SEED=<seed> cargo nextest run --test it --no-capture crash::random_kills   # replay
 //! ```
 //!
 //! (`--profile sweep`, in `.config/nextest.toml`, only lifts the time limit.)
 //! `SWAP_KILL_MAX_MS` changes the random kills' delay range (default 0..3000 ms).
-
-#[path = "support/mod.rs"]
-mod support; // carries its own `#![allow(dead_code)]`; repeating it here trips clippy
 
 use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use serde_json::Value;
-use support::{
+use crate::support;
+use crate::support::{
     containers_of, describe, docker_output, free_port, http_get, image, inspect, networks_of, settled, TestApp,
     DEMO_PORT,
 };
+use serde_json::Value;
 
 /// Whether the exhaustive sweep was asked for (`SWAP_SWEEP=full`).
 fn full() -> bool {
@@ -1065,7 +1063,7 @@ fn random_kills() {
     let max_ms = env_u64("SWAP_KILL_MAX_MS").unwrap_or(3000);
     eprintln!(
         "RANDOM KILLS: SWAP_KILL_SEED={seed} SWAP_KILLS={kills} SWAP_KILL_MAX_MS={max_ms} \
-         (replay: SWAP_KILL_SEED={seed} SWAP_KILLS={kills} cargo nextest run --test crash --no-capture random_kills)"
+         (replay: SWAP_KILL_SEED={seed} SWAP_KILLS={kills} cargo nextest run --test it --no-capture crash::random_kills)"
     );
     let mut rng = SplitMix64(seed);
     let mut tally = Tally::new("random-kills");
