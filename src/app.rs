@@ -150,8 +150,11 @@ async fn dispatch(command: Command, state: &StateDir, report: &Report) -> Result
     }
 }
 
+/// Connects to the engine the environment names, refusing (exit 2) a
+/// setting swap cannot honour before anything else happens.
 async fn connect() -> Result<BollardEngine, Failure> {
-    let engine = BollardEngine::connect().map_err(|e| Failure::Incomplete(format!("{e}; nothing changed")))?;
+    let host = crate::docker_host::resolve(&|k| std::env::var_os(k)).map_err(Failure::BadInput)?;
+    let engine = BollardEngine::connect_to(&host).map_err(|e| Failure::Incomplete(format!("{e}; nothing changed")))?;
     engine.ping().await.map_err(|e| Failure::Incomplete(format!("{e}; nothing changed")))?;
     Ok(engine)
 }
