@@ -339,6 +339,7 @@ fn payload_fields(kind: &str) -> Option<&'static [F]> {
             opt!("waited_ms", Ty::Uint),
         ],
         "halt" => &[req!("reason", Ty::Str)],
+        "hangup" => &[req!("at", Ty::Time)],
         "end" => &[req!("outcome", Ty::Enum(&["deployed", "rolled_back"])), opt!("reason", Ty::Str)],
         _ => return None,
     })
