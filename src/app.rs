@@ -48,7 +48,7 @@ fn finish(report: &Report, result: Result<String, Failure>) -> u8 {
                 json!({"event": "result", "outcome": f.kind(), "exit_code": code, "message": f.to_string()}),
                 String::new(),
             );
-            eprintln!("swap: error: {f}");
+            crate::report::stderr_line(&format!("swap: error: {f}"));
             code
         }
     }
@@ -56,7 +56,10 @@ fn finish(report: &Report, result: Result<String, Failure>) -> u8 {
 
 async fn dispatch(command: Command, state: &StateDir, report: &Report) -> Result<String, Failure> {
     let fault = fault_from_env()?;
-    if matches!(command, Command::Deploy(_) | Command::Rollback(_) | Command::Recover(_)) {
+    if matches!(
+        command,
+        Command::Deploy(_) | Command::Rollback(_) | Command::Recover(_) | Command::Journal(JournalCommand::Compact(_))
+    ) {
         crate::signal::install();
     }
     match command {
@@ -91,7 +94,7 @@ async fn dispatch(command: Command, state: &StateDir, report: &Report) -> Result
                         Recovered::DryRun => format!("{app}: dry run, nothing changed"),
                     }),
                     Err(f) => {
-                        eprintln!("swap: {app}: {f}");
+                        crate::report::stderr_line(&format!("swap: {app}: {f}"));
                         if worst.as_ref().is_none_or(|w| w.exit_code() < f.exit_code()) {
                             worst = Some(f);
                         }
@@ -105,11 +108,10 @@ async fn dispatch(command: Command, state: &StateDir, report: &Report) -> Result
         }
         Command::Rollback(args) => {
             spec::validate_app(&args.app).map_err(Failure::BadInput)?;
-            let image = query::rollback_image(state, &args.app, args.to.as_deref())?;
             let engine = connect().await?;
             let req = Request {
                 app: args.app.clone(),
-                source: Source::Image(image.clone()),
+                source: Source::Rollback { to: args.to.clone() },
                 overrides: Overrides::default(),
                 health_timeout: Duration::from_secs(args.health_timeout),
                 settle: Duration::from_secs(2),
@@ -119,7 +121,7 @@ async fn dispatch(command: Command, state: &StateDir, report: &Report) -> Result
                 command: "rollback".into(),
             };
             let done = deploy::deploy(&engine, state, &req, report, fault).await?;
-            Ok(format!("rolled {} back to image {} (deploy {})", args.app, crate::step::short(&image), done.deploy))
+            Ok(format!("rolled {} back (deploy {})", args.app, done.deploy))
         }
         Command::Status(args) => {
             let engine = connect().await?;
@@ -130,11 +132,14 @@ async fn dispatch(command: Command, state: &StateDir, report: &Report) -> Result
         Command::Journal(JournalCommand::Verify(a)) => query::verify(state, &a.app, report),
         Command::Journal(JournalCommand::Compact(a)) => {
             spec::validate_app(&a.app).map_err(Failure::BadInput)?;
-            query::compact(state, &a.app, a.keep, a.lock_wait.map(Duration::from_secs))
+            query::compact(state, &a.app, a.keep, a.lock_wait.map(Duration::from_secs), report).await
         }
         Command::Completions(a) => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
-            clap_complete::generate(a.shell, &mut cmd, "swap", &mut std::io::stdout());
+            // Into memory first: the generator panics on a failed write.
+            let mut script = Vec::new();
+            clap_complete::generate(a.shell, &mut cmd, "swap", &mut script);
+            crate::report::stdout_bytes(&script);
             Ok(String::new())
         }
         Command::Man => {
@@ -144,14 +149,17 @@ async fn dispatch(command: Command, state: &StateDir, report: &Report) -> Result
                 .render(&mut page)
                 .map_err(|e| Failure::Incomplete(format!("cannot render the man page: {e}")))?;
             // A closed pipe (`swap man | head`) is the reader's choice, not an error.
-            let _ = std::io::Write::write_all(&mut std::io::stdout(), &page);
+            crate::report::stdout_bytes(&page);
             Ok(String::new())
         }
     }
 }
 
+/// Connects to the engine the environment names, refusing (exit 2) a
+/// setting swap cannot honour before anything else happens.
 async fn connect() -> Result<BollardEngine, Failure> {
-    let engine = BollardEngine::connect().map_err(|e| Failure::Incomplete(format!("{e}; nothing changed")))?;
+    let host = crate::docker_host::resolve(&|k| std::env::var_os(k)).map_err(Failure::BadInput)?;
+    let engine = BollardEngine::connect_to(&host).map_err(|e| Failure::Incomplete(format!("{e}; nothing changed")))?;
     engine.ping().await.map_err(|e| Failure::Incomplete(format!("{e}; nothing changed")))?;
     Ok(engine)
 }

@@ -73,6 +73,15 @@ impl BollardEngine {
         Ok(BollardEngine { docker })
     }
 
+    /// Connects to `host` (`unix://…`, `tcp://…`), which the caller has
+    /// checked swap can talk to as the user asked (`docker_host`).
+    pub fn connect_to(host: &str) -> Result<Self, EngineError> {
+        let docker = Docker::connect_with_host(host)
+            .map_err(|e| EngineError::Unreachable(e.to_string()))?
+            .with_timeout(REQUEST_TIMEOUT);
+        Ok(BollardEngine { docker })
+    }
+
     /// The client with a different per-request timeout.
     fn with_timeout(&self, timeout: Duration) -> Docker {
         self.docker.clone().with_timeout(timeout)

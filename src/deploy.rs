@@ -38,6 +38,14 @@ pub enum Source {
         /// The tag to give the built image.
         tag: Option<String>,
     },
+    /// `swap rollback`: the image that served before deploy `to` (or before
+    /// the last successful deploy), read from the journal under its lock,
+    /// after any unfinished deploy was recovered, so no deploy that ends
+    /// while this one waits for the lock is overlooked.
+    Rollback {
+        /// The deploy whose predecessor to go back to.
+        to: Option<String>,
+    },
 }
 
 /// A deploy request whose flags have been parsed and checked.
@@ -132,6 +140,9 @@ pub async fn plan<E: Engine>(engine: &E, req: &Request, deploy: &str, run: RunIn
             (r.clone(), Some(img.id))
         }
         Source::Build { tag, .. } => (tag.clone().unwrap_or_default(), None),
+        Source::Rollback { .. } => {
+            return Err(Failure::BadInput("a rollback's image is chosen under the lock, not planned ahead".into()))
+        }
     };
     let image_for_def = image_id.clone().filter(|_| image.is_empty()).unwrap_or_else(|| image.clone());
     if let Some(o) = old.as_ref().filter(|o| !o.unclonable.is_empty()) {
@@ -230,7 +241,7 @@ pub async fn deploy<E: Engine>(
         return Ok(Deployed { deploy: deploy_id, container: String::new() });
     }
     let what = format!("swap {} {}", req.command, req.app);
-    let (mut journal, opened) = state.open(&req.app, req.lock_wait, &what, fault)?;
+    let (mut journal, opened) = state.open(&req.app, req.lock_wait, &what, fault, report).await?;
     if let Some((_, copy)) = &opened.repaired {
         report.note(format!("repaired a torn journal tail (original kept at {})", copy.display()));
     }
@@ -238,6 +249,16 @@ pub async fn deploy<E: Engine>(
         report.note(format!("deploy {unfinished} was left unfinished; recovering it first"));
         recover::resume(engine, &mut journal, &opened.records, &unfinished, report).await?;
     }
+    let rollback;
+    let req = match &req.source {
+        Source::Rollback { to } => {
+            let image = crate::query::rollback_image(state, &req.app, to.as_deref())?;
+            report.note(format!("rolling {} back to image {}", req.app, short(&image)));
+            rollback = Request { source: Source::Image(image), ..req.clone() };
+            &rollback
+        }
+        _ => req,
+    };
     let plan = plan(engine, req, &deploy_id, run).await?;
     plan.show(report);
     let result = execute(engine, &mut journal, req, plan, report).await;

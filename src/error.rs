@@ -52,13 +52,9 @@ impl From<journal::OpenError> for Failure {
     fn from(e: journal::OpenError) -> Failure {
         match e {
             journal::OpenError::Locked { holder, path } => Failure::Locked(format!(
-                "another swap holds the lock {}: pid {} on {} since {} ({}); nothing changed \
-                 (wait for it, or pass --lock-wait SECS)",
+                "another swap holds the lock {}: {}; nothing changed (wait for it, or pass --lock-wait SECS)",
                 path.display(),
-                holder.pid,
-                holder.host,
-                crate::record::rfc3339(holder.since_ms),
-                holder.what
+                holder_text(&holder)
             )),
             journal::OpenError::Read(r) => Failure::from(r),
             // Permissions and missing or read-only paths are the caller's input;
@@ -77,6 +73,11 @@ impl From<journal::OpenError> for Failure {
             other => Failure::Incomplete(other.to_string()),
         }
     }
+}
+
+/// Who holds a lock, for a person: pid, host, since when, and its command.
+pub fn holder_text(holder: &journal::Holder) -> String {
+    format!("pid {} on {} since {} ({})", holder.pid, holder.host, crate::record::rfc3339(holder.since_ms), holder.what)
 }
 
 impl From<journal::ReadError> for Failure {

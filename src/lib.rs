@@ -14,7 +14,8 @@
 //!   crate, which knows nothing of Docker.
 //! - [`spec`]: the candidate's definition; [`context`]: build contexts.
 //! - [`docker`]: the engine trait; [`bollard_engine`]: the real engine, the
-//!   only module naming bollard; [`memory`]: an in-memory engine for
+//!   only module naming bollard; [`docker_host`]: which engine the
+//!   environment names, refused when swap cannot talk to it as asked; [`memory`]: an in-memory engine for
 //!   exhaustive crash simulation.
 //! - [`report`]: human and JSON progress; [`state`]: the state directory;
 //!   [`signal`]: Ctrl-C ends a deploy with a rollback, not a crash.
@@ -25,6 +26,7 @@ pub mod cli;
 pub mod context;
 pub mod deploy;
 pub mod docker;
+pub mod docker_host;
 pub mod error;
 pub mod health;
 pub mod memory;

@@ -212,6 +212,7 @@ pub fn show(state: &StateDir, app: &str, deploy: Option<&str>, report: &Report) 
                 format!("recovery by {}@{} pid {}: {decision}{waited}", run.user, run.host, run.pid)
             }
             Event::Halt { reason } => format!("HALT: {reason}"),
+            Event::Hangup { at } => format!("hangup at {at}: the terminal went away; carried on"),
             Event::End { outcome, reason } => format!(
                 "end: {}{}",
                 match outcome {
@@ -400,17 +401,18 @@ pub fn rollback_image(state: &StateDir, app: &str, to: Option<&str>) -> Result<S
 
 /// `swap journal compact`: keeps the last `keep` finished deploys (and any
 /// unfinished one), atomically, under the lock.
-pub fn compact(
+pub async fn compact(
     state: &StateDir,
     app: &str,
     keep: usize,
     lock_wait: Option<std::time::Duration>,
+    report: &Report,
 ) -> Result<String, Failure> {
     let path = state.journal(app);
     if !path.exists() {
         return Err(Failure::BadInput(format!("no journal for {app} at {}", path.display())));
     }
-    let (mut journal, _) = state.open(app, lock_wait, &format!("swap journal compact {app}"), None)?;
+    let (mut journal, _) = state.open(app, lock_wait, &format!("swap journal compact {app}"), None, report).await?;
     let dropped = journal
         .compact(keep, |_, records| records.iter().any(|r| matches!(r.data, Event::End { .. })))
         .map_err(|e| Failure::Incomplete(format!("compaction failed, the journal is unchanged: {e}")))?;

@@ -95,6 +95,14 @@ pub enum Event {
         /// What was found, and what the operator can do.
         reason: String,
     },
+    /// The terminal hung up (SIGHUP: the ssh session dropped) while this
+    /// run went on; it carried on to its end, its output from then on lost.
+    /// Written before the run's next record that does not close a step, so
+    /// it never sits between a step's intent and its outcome.
+    Hangup {
+        /// When the hangup arrived (RFC 3339, UTC, milliseconds).
+        at: String,
+    },
     /// The deploy is over.
     End {
         /// How it ended.

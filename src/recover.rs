@@ -269,7 +269,7 @@ pub async fn recover_app<E: Engine>(
     if !path.exists() {
         return Err(Failure::BadInput(format!("no journal for {app} at {}; nothing to recover", path.display())));
     }
-    let (mut journal, opened) = state.open(app, lock_wait, &format!("swap recover {app}"), fault)?;
+    let (mut journal, opened) = state.open(app, lock_wait, &format!("swap recover {app}"), fault, report).await?;
     if let Some((tail, copy)) = &opened.repaired {
         report.note(format!("repaired a torn journal tail ({tail:?}; original kept at {})", copy.display()));
     }

@@ -19,10 +19,25 @@
 //!   `bad_input`, `locked`, `halted`, `incomplete`), `exit_code`, `message`.
 //!
 //! `docs/json-output.md` holds the schemas and their stability promise.
+//!
+//! Every write here ignores its error: after a hangup stderr and stdout may
+//! be a dead terminal (EIO) or a closed pipe (EPIPE), and a deploy must not
+//! die of that (`eprintln!` would panic) when it can still finish.
 
 use std::io::{IsTerminal, Write};
 
 use serde_json::Value;
+
+/// Writes one line to stderr; a failed write is dropped.
+pub fn stderr_line(line: &str) {
+    let _ = writeln!(std::io::stderr().lock(), "{line}");
+}
+
+/// Writes bytes to stdout and flushes; a failed write is dropped.
+pub fn stdout_bytes(bytes: &[u8]) {
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(bytes).and_then(|()| out.flush());
+}
 
 /// Where progress goes.
 #[derive(Debug, Clone)]

@@ -73,6 +73,14 @@ impl<'a, E: Engine> Run<'a, E> {
     /// Appends a record of this deploy; a failure ends the run as incomplete
     /// and nothing further runs.
     pub fn append(&mut self, event: Event) -> Result<(), Failure> {
+        // Recovery reads an intent as the journal's last word on a step in
+        // flight, so the hangup note never goes between it and its outcome;
+        // nor before a deploy's `begin`, which opens its group.
+        if !matches!(event, Event::Begin(_) | Event::Done { .. } | Event::Failed { .. } | Event::UndoDone { .. }) {
+            if let Some(at_ms) = crate::signal::take_hangup() {
+                self.journal.append(&self.deploy, Event::Hangup { at: crate::record::rfc3339(at_ms) })?;
+            }
+        }
         self.journal.append(&self.deploy, event)?;
         Ok(())
     }

@@ -2,11 +2,17 @@
 //! holding the app's journal and the lock file beside it.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use journal::{Fault, Journal, OpenOptions};
+use tokio::time::Instant;
 
 use crate::error::Failure;
 use crate::record::Event;
+use crate::report::Report;
+
+/// How often a waiting command retries another swap's lock.
+const LOCK_POLL: Duration = Duration::from_millis(50);
 
 /// The state directory and what lives in it.
 #[derive(Debug, Clone)]
@@ -51,17 +57,72 @@ impl StateDir {
         Ok(apps)
     }
 
-    /// Opens an app's journal for writing, holding its lock.
-    pub fn open(
+    /// Opens an app's journal for writing, holding its lock. With
+    /// `lock_wait`, waits that long for another swap's lock, saying once who
+    /// holds it; the wait polls on the runtime, so a first Ctrl-C or SIGTERM
+    /// ends it at once (exit 3) with nothing journaled and nothing changed.
+    pub async fn open(
         &self,
         app: &str,
-        lock_wait: Option<std::time::Duration>,
+        lock_wait: Option<Duration>,
         what: &str,
         fault: Option<Fault>,
+        report: &Report,
     ) -> Result<(Journal<Event>, journal::Opened<Event>), Failure> {
+        let interrupted =
+            |lock: &str| Failure::Locked(format!("interrupted before taking the lock {lock}; nothing changed"));
+        let path = self.journal(app);
+        let lock = journal::lock_path(&path).display().to_string();
+        if crate::signal::interrupted() {
+            return Err(interrupted(&lock));
+        }
         ensure_root(&self.root)?;
-        let opts = OpenOptions { lock_wait, holder_what: what.to_string(), fault };
-        Ok(Journal::open(&self.journal(app), &opts)?)
+        // The journal's own wait would block the runtime's only thread: no
+        // signal could be acted on until the lock came.
+        let opts = OpenOptions { lock_wait: None, holder_what: what.to_string(), fault };
+        let deadline = lock_wait.map(|w| Instant::now() + w);
+        let _waiting = crate::signal::LockWait::start();
+        let mut told = false;
+        loop {
+            match Journal::open(&path, &opts) {
+                Err(journal::OpenError::Locked { holder, path: lock_file }) => {
+                    let left = deadline.map_or(Duration::ZERO, |d| d.saturating_duration_since(Instant::now()));
+                    if left.is_zero() {
+                        return Err(match lock_wait {
+                            Some(w) => Failure::Locked(format!(
+                                "another swap still holds the lock {} after {} s: {}; nothing changed",
+                                lock_file.display(),
+                                w.as_secs(),
+                                crate::error::holder_text(&holder)
+                            )),
+                            None => Failure::from(journal::OpenError::Locked { holder, path: lock_file }),
+                        });
+                    }
+                    if !told {
+                        told = true;
+                        report.note(format!(
+                            "waiting up to {} s for the lock {}: held by {}",
+                            left.as_secs_f64().ceil(),
+                            lock_file.display(),
+                            crate::error::holder_text(&holder)
+                        ));
+                    }
+                    tokio::select! {
+                        () = tokio::time::sleep(LOCK_POLL.min(left)) => {}
+                        () = crate::signal::first_interrupt() => return Err(interrupted(&lock)),
+                    }
+                }
+                Err(e) => return Err(e.into()),
+                Ok(opened) => {
+                    // A signal that came while the lock was being taken: still
+                    // nothing journaled, so leave as from the wait.
+                    if crate::signal::interrupted() {
+                        return Err(interrupted(&lock));
+                    }
+                    return Ok(opened);
+                }
+            }
+        }
     }
 }
 

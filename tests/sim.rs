@@ -582,6 +582,7 @@ fn record_line(e: &Event) -> String {
         Event::Commit { container } => format!("commit {}", &container[..12]),
         Event::Recovery { decision, .. } => format!("recovery {decision}"),
         Event::Halt { reason } => format!("halt {reason}"),
+        Event::Hangup { .. } => "hangup".into(),
         Event::End { outcome, reason } => format!("end {outcome:?} {reason:?}"),
         Event::Begin(_) => "begin".into(),
     }

@@ -1142,3 +1142,237 @@ fn state_is_private_env_values_never_printed_and_no_shell_or_cli_is_run() {
         assert!(!String::from_utf8_lossy(&std::fs::read(&p).unwrap()).contains(secret), "{}", p.display());
     }
 }
+
+// ---------------------------------------------------------------------------
+// 9. Hangups
+// ---------------------------------------------------------------------------
+
+/// Starts a re-deploy of `tag` whose stdout and stderr are pipes, waits until
+/// its journal shows a record `at` matches, closes both pipes (so every
+/// later write fails with EPIPE, as on a dead terminal) and sends SIGHUP.
+/// Returns the exit status, without any `swap recover`.
+fn hangup_when(app: &TestApp, tag: &str, at: &str, matches: impl Fn(&Value) -> bool) -> std::process::ExitStatus {
+    let before = records(app).len();
+    let img = image(tag);
+    let mut child =
+        spawn_swap(app, &[], &["--json", "deploy", app.name(), "--image", &img, "--env", "DEMO_STARTUP_MS=1500"]);
+    let seen = wait_until(Duration::from_secs(60), || {
+        records(app).iter().skip(before).any(&matches) || child.try_wait().ok().flatten().is_some()
+    });
+    assert!(seen, "the deploy never reached {at}");
+    assert!(child.try_wait().unwrap().is_none(), "the deploy ended before {at}");
+    drop(child.stdout.take());
+    drop(child.stderr.take());
+    signal(&child, libc::SIGHUP);
+    let ended = wait_until(Duration::from_secs(120), || child.try_wait().ok().flatten().is_some());
+    if !ended {
+        let _ = child.kill();
+        panic!("the deploy hung up at {at} never ended");
+    }
+    child.wait().unwrap()
+}
+
+/// The last deploy ended `outcome`, noted the hangup once, and never between
+/// a step's intent and its outcome.
+#[track_caller]
+fn assert_hangup_noted(app: &TestApp, outcome: &str) {
+    let (_, mine) = last_deploy(&records(app));
+    let last = mine.last().expect("the last deploy has records");
+    assert_eq!(kind(last), "end", "the last deploy did not end: {last}");
+    assert_eq!(last["data"]["outcome"], outcome, "{last}");
+    let at: Vec<usize> = mine.iter().enumerate().filter(|(_, r)| kind(r) == "hangup").map(|(i, _)| i).collect();
+    assert_eq!(at.len(), 1, "expected one hangup record: {mine:#?}");
+    let before = kind(&mine[at[0] - 1]);
+    assert!(!matches!(before, "intent" | "undo_intent"), "the hangup record follows an open {before}: {mine:#?}");
+    assert!(mine[at[0]]["data"]["at"].as_str().is_some_and(|t| t.ends_with('Z')), "{}", mine[at[0]]);
+}
+
+#[test]
+fn hangup_at_any_instant_of_a_redeploy_carries_on_to_its_end() {
+    support::images();
+    // (instant, image, the record that marks it: kind and step, exit, outcome)
+    let instants = [
+        ("right after the begin", "v2", ("begin", None), 0, "deployed"),
+        ("after the candidate was created", "v2", ("done", Some("create_candidate")), 0, "deployed"),
+        ("in the health gate", "v2", ("done", Some("start_candidate")), 0, "deployed"),
+        ("in a failing health gate", "unhealthy", ("done", Some("start_candidate")), 1, "rolled_back"),
+    ];
+    for (at, tag, (k, step), want, outcome) in instants {
+        let app = TestApp::new("hangup");
+        let port = support::free_port();
+        deploy_v1(&app, port, &[]);
+        let matches = |r: &Value| kind(r) == k && step.is_none_or(|s| r["data"]["step"]["step"] == s);
+        let status = hangup_when(&app, tag, at, matches);
+        assert_eq!(status.code(), Some(want), "hangup {at}: {status:?} (not a panic, not killed by the signal)");
+        let serving = if want == 0 { tag } else { "v1" };
+        support::assert_settled(app.name(), &image(serving));
+        assert_answers(port, serving);
+        assert_hangup_noted(&app, outcome);
+    }
+}
+
+// ---------------------------------------------------------------------------
+// 10. Waiting for the lock
+// ---------------------------------------------------------------------------
+
+/// The journal's lock, taken by the test the way the journal crate takes it,
+/// with a holder description a waiter should print.
+struct HeldLock {
+    _file: std::fs::File,
+}
+
+const HOLDER_WHAT: &str = "swap deploy by the lock test";
+
+fn hold_lock(app: &TestApp) -> HeldLock {
+    let path = journal::lock_path(&app.journal_path());
+    let file = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path).unwrap();
+    fs2::FileExt::try_lock_exclusive(&file).expect("the lock is free");
+    let since_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
+    let holder = serde_json::json!({"pid": std::process::id(), "host": "lock-test-host", "since_ms": since_ms, "what": HOLDER_WHAT});
+    file.set_len(0).unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&file, format!("{holder}\n").as_bytes(), 0).unwrap();
+    HeldLock { _file: file }
+}
+
+/// A running swap whose stderr the test reads as it comes.
+struct Waiter {
+    child: Child,
+    stderr: Arc<Mutex<String>>,
+    reader: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Waiter {
+    fn spawn(app: &TestApp, args: &[&str]) -> Waiter {
+        let mut child = spawn_swap(app, &[], args);
+        let mut pipe = child.stderr.take().unwrap();
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let sink = stderr.clone();
+        let reader = std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = pipe.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+        Waiter { child, stderr, reader: Some(reader) }
+    }
+
+    fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// Waits until it says it waits for the lock.
+    #[track_caller]
+    fn wait_for_the_lock_wait(&mut self) {
+        let said = wait_until(Duration::from_secs(30), || {
+            self.stderr().contains("waiting up to") || self.child.try_wait().ok().flatten().is_some()
+        });
+        if !said || !self.stderr().contains("waiting up to") {
+            let _ = self.child.kill();
+            panic!("swap never said it waits for the lock:\n{}", self.stderr());
+        }
+    }
+
+    /// Its exit code and stderr, once it ends (killed after `bound`).
+    fn end(mut self, bound: Duration) -> (Option<i32>, String) {
+        if !wait_until(bound, || self.child.try_wait().ok().flatten().is_some()) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+            panic!("swap did not end within {bound:?}:\n{}", self.stderr());
+        }
+        let status = self.child.wait().unwrap();
+        self.reader.take().unwrap().join().unwrap();
+        (status.code(), self.stderr())
+    }
+}
+
+#[test]
+fn a_signal_during_a_lock_wait_exits_3_at_once_with_nothing_journaled() {
+    support::images();
+    let app = TestApp::new("lockwait-signal");
+    let port = support::free_port();
+    deploy_v1(&app, port, &[]);
+    let old = id_of(app.name());
+    let context = tempfile::tempdir().unwrap();
+    std::fs::write(context.path().join("Dockerfile"), "FROM swap-demo:v2\n").unwrap();
+    let ctx = context.path().to_str().unwrap();
+    let name = app.name();
+    // A wait far longer than the test: only the signal can end it.
+    let commands: [&[&str]; 5] = [
+        &["deploy", name, "--image", "swap-demo:v2", "--lock-wait", "600"],
+        &["deploy", name, "--build", ctx, "--tag", "swap-test-lockwait:never", "--lock-wait", "600"],
+        &["rollback", name, "--lock-wait", "600"],
+        &["recover", name, "--lock-wait", "600"],
+        &["journal", "compact", name, "--lock-wait", "600"],
+    ];
+    let before = std::fs::read(app.journal_path()).unwrap();
+    let lock = hold_lock(&app);
+    for (i, args) in commands.iter().enumerate() {
+        let sig = if i % 2 == 0 { libc::SIGTERM } else { libc::SIGINT };
+        let mut waiter = Waiter::spawn(&app, args);
+        waiter.wait_for_the_lock_wait();
+        signal(&waiter.child, sig);
+        let (code, stderr) = waiter.end(Duration::from_secs(30));
+        assert_eq!(code, Some(3), "{args:?} after signal {sig}:\n{stderr}");
+        let pid = std::process::id().to_string();
+        assert!(stderr.contains(&pid) && stderr.contains(HOLDER_WHAT), "{args:?}: the holder is not named:\n{stderr}");
+        assert!(stderr.contains("lock-test-host"), "{args:?}: the holder's host is not named:\n{stderr}");
+        assert_eq!(stderr.matches("waiting up to").count(), 1, "{args:?}: not said once:\n{stderr}");
+        assert!(stderr.contains("interrupted") && stderr.contains("nothing changed"), "{args:?}:\n{stderr}");
+        assert_eq!(std::fs::read(app.journal_path()).unwrap(), before, "{args:?} journaled something");
+        support::assert_settled(name, "swap-demo:v1");
+        assert_eq!(id_of(name), old, "{args:?} changed the container");
+    }
+    drop(lock);
+    assert!(support::image_id("swap-test-lockwait:never").is_none(), "the build ran");
+    assert_answers(port, "v1");
+}
+
+#[test]
+fn a_lock_waiter_proceeds_once_the_holder_lets_go() {
+    support::images();
+    let app = TestApp::new("lockwait-release");
+    let port = support::free_port();
+    deploy_v1(&app, port, &[]);
+    let lock = hold_lock(&app);
+    let mut waiter = Waiter::spawn(&app, &["deploy", app.name(), "--image", "swap-demo:v2", "--lock-wait", "600"]);
+    waiter.wait_for_the_lock_wait();
+    assert_answers(port, "v1");
+    drop(lock);
+    let (code, stderr) = waiter.end(Duration::from_secs(120));
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(stderr.matches("waiting up to").count(), 1, "not said once:\n{stderr}");
+    support::assert_settled(app.name(), "swap-demo:v2");
+    assert_answers(port, "v2");
+    assert_ends(&app, "deployed");
+}
+
+#[test]
+fn rollback_chooses_its_target_after_the_deploy_it_waited_for() {
+    support::images();
+    let app = TestApp::new("lockwait-rollback");
+    let port = support::free_port();
+    deploy_v1(&app, port, &[]);
+    assert_exit(&app.swap(&["deploy", app.name(), "--image", "swap-demo:v2"]), 0);
+    // The holder: a deploy of plain-v1 (no healthcheck) that must stay up 5 s
+    // in its health gate. The last successful deploy is v1 -> v2 when the
+    // rollback starts, v2 -> plain-v1 by the time it gets the lock: it must
+    // go back to v2, not to v1.
+    let mut holder = spawn_swap(&app, &[], &["deploy", app.name(), "--image", "swap-demo:plain-v1", "--settle", "5"]);
+    let pid = holder.id();
+    let began = wait_until(Duration::from_secs(30), || {
+        records(&app).iter().any(|r| kind(r) == "begin" && r["data"]["run"]["pid"].as_u64() == Some(u64::from(pid)))
+    });
+    assert!(began, "the holder never began");
+    let mut waiter = Waiter::spawn(&app, &["rollback", app.name(), "--lock-wait", "600"]);
+    waiter.wait_for_the_lock_wait();
+    assert!(holder.try_wait().unwrap().is_none(), "the holder ended before the rollback waited");
+    let out = holder.wait_with_output().unwrap();
+    assert_exit(&out, 0);
+    let (code, stderr) = waiter.end(Duration::from_secs(120));
+    assert_eq!(code, Some(0), "{stderr}");
+    support::assert_settled(app.name(), "swap-demo:v2");
+    assert_answers(port, "v2");
+}

@@ -337,6 +337,7 @@ fn payload_fields(kind: &str) -> Option<&'static [F]> {
             opt!("waited_ms", Ty::Uint),
         ],
         "halt" => &[req!("reason", Ty::Str)],
+        "hangup" => &[req!("at", Ty::Time)],
         "end" => &[req!("outcome", Ty::Enum(&["deployed", "rolled_back"])), opt!("reason", Ty::Str)],
         _ => return None,
     })
@@ -1153,4 +1154,59 @@ fn recover_all_settles_every_app_in_the_state_dir() {
     let out = run(&[], &["recover", "--all"]);
     assert_exit(&out, 0);
     assert!(stderr(&out).matches("nothing to recover").count() == 3, "{}", describe(&out));
+}
+
+// ---------------------------------------------------------------------------
+// 8. Docker engines swap cannot talk to
+// ---------------------------------------------------------------------------
+
+#[test]
+fn docker_settings_swap_cannot_honour_are_refused_with_exit_2_before_anything() {
+    support::images();
+    let app = TestApp::new("dockerhost");
+    let context = tempfile::tempdir().unwrap();
+    std::fs::write(context.path().join("config.json"), r#"{"auths":{},"currentContext":"remote"}"#).unwrap();
+    let config = context.path().to_str().unwrap();
+    let cases: [(&[(&str, &str)], &str); 7] = [
+        (&[("DOCKER_HOST", "https://127.0.0.1:2376")], "DOCKER_HOST uses https://"),
+        (&[("DOCKER_HOST", "ssh://deployer@127.0.0.1")], "DOCKER_HOST uses ssh://"),
+        (&[("DOCKER_HOST", "tcp://127.0.0.1:2376"), ("DOCKER_TLS_VERIFY", "1")], "DOCKER_TLS_VERIFY"),
+        (&[("DOCKER_HOST", "tcp://127.0.0.1:2376"), ("DOCKER_TLS", "1")], "DOCKER_TLS is set"),
+        (&[("DOCKER_CONTEXT", "remote")], "DOCKER_CONTEXT"),
+        (&[("DOCKER_HOST", "unix:///var/run/docker.sock"), ("DOCKER_CONTEXT", "remote")], "DOCKER_CONTEXT"),
+        (&[("DOCKER_CONFIG", config)], "currentContext"),
+    ];
+    let name = app.name();
+    let commands: [&[&str]; 5] = [
+        &["deploy", name, "--image", "swap-demo:v1"],
+        &["deploy", name, "--image", "swap-demo:v1", "--dry-run"],
+        &["rollback", name],
+        &["recover", name],
+        &["status"],
+    ];
+    for (env, names) in cases {
+        for args in commands {
+            let (out, _) = swap_at(&app.state_dir, env, args);
+            assert_exit(&out, 2);
+            let err = stderr(&out);
+            assert!(err.contains(names), "{env:?} {args:?}: the setting is not named:\n{err}");
+            assert!(err.contains("unix://") && err.contains("tcp://"), "{env:?}: what works is not said:\n{err}");
+            assert!(!err.contains("deployer"), "{env:?}: the value was echoed:\n{err}");
+            let entries: Vec<_> = std::fs::read_dir(&app.state_dir).unwrap().collect();
+            assert!(entries.is_empty(), "{env:?} {args:?} wrote to the state dir: {entries:?}");
+        }
+        assert!(support::inspect(name).is_none(), "{env:?}: something was deployed");
+    }
+}
+
+#[test]
+fn docker_host_naming_the_local_socket_still_works() {
+    support::images();
+    let app = TestApp::new("dockerhost-unix");
+    let env = [("DOCKER_HOST", "unix:///var/run/docker.sock")];
+    let (out, _) = swap_at(&app.state_dir, &env, &["deploy", app.name(), "--image", &image("v1")]);
+    assert_exit(&out, 0);
+    support::assert_settled(app.name(), &image("v1"));
+    let (out, _) = swap_at(&app.state_dir, &env, &["status", app.name()]);
+    assert_exit(&out, 0);
 }
