@@ -148,7 +148,9 @@ async fn settle_orphan<E: Engine>(
     deploy: &str,
     report: &Report,
 ) -> Option<u64> {
-    let mut mine = records.iter().rev().filter(|r| r.group == deploy);
+    // A hangup note is written just before the record it precedes and says
+    // nothing about a step.
+    let mut mine = records.iter().rev().filter(|r| r.group == deploy && !matches!(r.data, Event::Hangup { .. }));
     let last = mine.next()?;
     let (step, undo, sent_ms) = match &last.data {
         Event::Intent { step } => (step, false, last.ts_ms),
