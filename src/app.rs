@@ -117,6 +117,8 @@ async fn dispatch(command: Command, state: &StateDir, report: &Report) -> Result
                 lock_wait: args.lock_wait.map(Duration::from_secs),
                 dry_run: false,
                 command: "rollback".into(),
+                // The target is an image id: nothing to pull by.
+                pull: crate::pull::Pull { policy: crate::pull::PullPolicy::Never, ..Default::default() },
             };
             let done = deploy::deploy(&engine, state, &req, report, fault).await?;
             Ok(format!("rolled {} back to image {} (deploy {})", args.app, crate::step::short(&image), done.deploy))
@@ -199,6 +201,13 @@ pub fn validate_deploy(args: &DeployArgs) -> Result<Request, Failure> {
         (None, None, Some(i)) => Source::Image(i),
         _ => return Err(bad("give exactly one of --image, --build, or an image in --spec".into())),
     };
+    if args.build.is_some() && args.pull == crate::pull::PullPolicy::Always {
+        // The classic builder fetches a base image the engine lacks by
+        // itself; refreshing cached base images is not offered.
+        return Err(bad("--pull always applies to --image only; with --build the builder pulls a missing base \
+                        image itself (refresh a cached one with `docker pull`); nothing changed"
+            .into()));
+    }
     if !(args.settle.is_finite() && args.settle >= 0.0) {
         return Err(bad(format!("--settle {}: expected seconds ≥ 0", args.settle)));
     }
@@ -215,5 +224,6 @@ pub fn validate_deploy(args: &DeployArgs) -> Result<Request, Failure> {
         lock_wait: args.lock_wait.map(Duration::from_secs),
         dry_run: args.dry_run,
         command: "deploy".into(),
+        pull: crate::pull::Pull { policy: args.pull, bounds: crate::pull::Bounds::from_env().map_err(bad)? },
     })
 }

@@ -16,6 +16,7 @@ use crate::context;
 use crate::docker::{Container, Definition, Engine, Image};
 use crate::error::Failure;
 use crate::health::Gate;
+use crate::pull::PullPolicy;
 use crate::record::{Begin, Event, OldContainer, Outcome, RunInfo};
 use crate::recover;
 use crate::report::Report;
@@ -27,7 +28,7 @@ use crate::step::{short, staged_name, Inputs, Step};
 /// Where the candidate's image comes from.
 #[derive(Debug, Clone)]
 pub enum Source {
-    /// An image present in the local engine (swap never pulls).
+    /// An image reference, pulled first as [`Request::pull`] says.
     Image(String),
     /// A build context directory.
     Build {
@@ -61,6 +62,8 @@ pub struct Request {
     pub dry_run: bool,
     /// The command, for the journal (`deploy` or `rollback`).
     pub command: String,
+    /// Whether and how patiently to pull `--image` first.
+    pub pull: crate::pull::Pull,
 }
 
 /// What will happen, decided before anything changes.
@@ -119,14 +122,23 @@ pub async fn plan<E: Engine>(engine: &E, req: &Request, deploy: &str, run: RunIn
     }
     let old = engine.container(app).await.map_err(incomplete)?;
     let (image, image_id) = match &req.source {
-        Source::Image(r) => {
-            let img = engine
-                .image(r)
-                .await
-                .map_err(incomplete)?
-                .ok_or_else(|| Failure::BadInput(format!("image {r:?} is not present on this Docker engine (swap never pulls; build or load it first); nothing changed")))?;
-            (r.clone(), Some(img.id))
-        }
+        Source::Image(r) => match engine.image(r).await.map_err(incomplete)? {
+            Some(img) => (r.clone(), Some(img.id)),
+            // A dry run does not pull; the plan says it would.
+            None if req.dry_run && req.pull.policy != PullPolicy::Never && !r.starts_with("sha256:") => {
+                (r.clone(), None)
+            }
+            None => {
+                let why = if req.pull.policy == PullPolicy::Never || r.starts_with("sha256:") {
+                    "--pull never; pull, build or load it first"
+                } else {
+                    "not even after a pull"
+                };
+                return Err(Failure::BadInput(format!(
+                    "image {r:?} is not present on this Docker engine ({why}); nothing changed"
+                )));
+            }
+        },
         Source::Build { tag, .. } => (tag.clone().unwrap_or_default(), None),
     };
     let image_for_def = image_id.clone().filter(|_| image.is_empty()).unwrap_or_else(|| image.clone());
@@ -158,8 +170,12 @@ pub async fn plan<E: Engine>(engine: &E, req: &Request, deploy: &str, run: RunIn
         ports: spec::ports_of(&definition),
         env_keys: spec::env_keys_of(&definition),
         health_timeout_s: req.health_timeout.as_secs(),
+        pulled: None,
     };
     let mut steps = vec![];
+    if let (Source::Image(r), None) = (&req.source, &begin.image_id) {
+        steps.push(format!("pull {r} from {} (before the deploy begins)", crate::pull::registry_of(r)));
+    }
     if let Source::Build { dir, tag, .. } = &req.source {
         steps.push(format!("build {}{}", dir.display(), tag.as_ref().map(|t| format!(" as {t}")).unwrap_or_default()));
     }
@@ -223,7 +239,14 @@ pub async fn deploy<E: Engine>(
         report.note(format!("deploy {unfinished} was left unfinished; recovering it first"));
         recover::resume(engine, &mut journal, &opened.records, &unfinished, report).await?;
     }
-    let plan = plan(engine, req, &deploy_id, run).await?;
+    // Under the lock, before `begin`: a pull changes no container, so a
+    // failed one leaves nothing to undo.
+    let pulled = match &req.source {
+        Source::Image(r) => crate::pull::ensure(engine, r, &req.pull, None, report).await?,
+        Source::Build { .. } => None,
+    };
+    let mut plan = plan(engine, req, &deploy_id, run).await?;
+    plan.begin.pulled = pulled;
     plan.show(report);
     let result = execute(engine, &mut journal, req, plan, report).await;
     if journal.detached().unwrap_or(false) {

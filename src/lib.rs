@@ -12,7 +12,8 @@
 //!   journaled execution; [`health`]: the gate before the commit point.
 //! - [`record`]: the journal's payload; the journal itself is the `journal`
 //!   crate, which knows nothing of Docker.
-//! - [`spec`]: the candidate's definition; [`context`]: build contexts.
+//! - [`spec`]: the candidate's definition; [`context`]: build contexts;
+//!   [`pull`]: the image from its registry, before anything changes.
 //! - [`docker`]: the engine trait; [`bollard_engine`]: the real engine, the
 //!   only module naming bollard; [`memory`]: an in-memory engine for
 //!   exhaustive crash simulation.
@@ -28,6 +29,7 @@ pub mod docker;
 pub mod error;
 pub mod health;
 pub mod memory;
+pub mod pull;
 pub mod query;
 pub mod record;
 pub mod recover;

@@ -5,13 +5,77 @@
 //! down), each ending with the old version serving and nothing changed.
 //!
 //! Every test owns its app and its registry, with repositories named after
-//! the test, so the tests run in parallel under nextest.
+//! the test, so the tests run in parallel under nextest. The registry is
+//! declared before the app, so the app's containers are gone before the
+//! registry's drop removes the images the test built.
 
 #[path = "support/mod.rs"]
 mod support;
 
-use support::registry::{http_status, Registry};
-use support::{docker_ok, image_id};
+use std::process::Output;
+use std::time::Duration;
+
+use serde_json::Value;
+use support::registry::{http_status, Proxy, ProxyMode, Registry};
+use support::{describe, docker_ok, image, image_id, TestApp, DEMO_PORT};
+
+/// How long a demo app may take to answer after a deploy returned.
+const ANSWER: Duration = Duration::from_secs(10);
+
+/// Short retry waits so a failing registry does not slow the suite; the
+/// attempts and the stall rule are the product's own.
+const FAST_RETRY: (&str, &str) = ("SWAP_PULL_BACKOFF_MS", "100");
+
+#[track_caller]
+fn assert_exit(out: &Output, want: i32) {
+    assert_eq!(out.status.code(), Some(want), "expected exit code {want}:\n{}", describe(out));
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).to_string()
+}
+
+/// The app's journal records, parsed.
+fn journal(app: &TestApp) -> Vec<Value> {
+    std::fs::read_to_string(app.journal_path())
+        .unwrap_or_else(|e| panic!("read journal {}: {e}", app.journal_path().display()))
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("journal line is not JSON ({e}): {l}")))
+        .collect()
+}
+
+fn begins(app: &TestApp) -> Vec<Value> {
+    journal(app).into_iter().filter(|r| r["data"]["kind"] == "begin").collect()
+}
+
+/// A first deploy of the local demo image `swap-demo:v1`, published on `port`.
+fn serve_v1(app: &TestApp, port: u16) {
+    let net = support::bridge();
+    let publish = format!("{port}:{DEMO_PORT}");
+    let out = app.swap(&["deploy", app.name(), "--image", &image("v1"), "--publish", &publish, "--network", net]);
+    assert_exit(&out, 0);
+    assert_answers(port, "v1");
+}
+
+#[track_caller]
+fn assert_answers(port: u16, version: &str) {
+    assert_eq!(support::http_get(port, ANSWER).as_deref(), Some(format!("{version}\n").as_str()));
+}
+
+/// The container serving the app, by id.
+fn serving_id(app: &TestApp) -> String {
+    support::inspect(app.name()).expect("the app's container")["Id"].as_str().unwrap_or_default().to_string()
+}
+
+/// The journal's size, the serving container and its image id: "nothing
+/// changed" means all are as they were. (By id: another test process may
+/// rebuild the demo images, moving their tags.)
+fn snapshot(app: &TestApp) -> (u64, String, String) {
+    let image =
+        support::inspect(app.name()).expect("the app's container")["Image"].as_str().unwrap_or_default().to_string();
+    (std::fs::metadata(app.journal_path()).expect("journal").len(), serving_id(app), image)
+}
 
 /// The fixture itself: a pushed image is in the registry and nowhere else,
 /// and Docker pulls it back by the same reference.
@@ -27,4 +91,137 @@ fn registry_fixture_serves_pushed_images() {
     assert_eq!(http_status(locked.port, "/v2/"), Some(401));
     let (locked_ref, _) = locked.push_fresh("v2", "fixture/locked:1");
     assert_eq!(image_id(&locked_ref), None);
+}
+
+/// `--pull missing` (the default) fetches an image only the registry has,
+/// and `begin` records the reference, image id and repo digest; `--pull
+/// never` refuses it, and a tag the registry lacks is refused: exit 2,
+/// nothing changed.
+#[test]
+fn deploy_pulls_an_image_only_the_registry_has() {
+    let registry = Registry::start();
+    let app = TestApp::new("reg-only");
+    let port = support::free_port();
+    serve_v1(&app, port);
+    let (reference, id) = registry.push_fresh("v2", "only/web:1");
+    assert_eq!(image_id(&reference), None);
+
+    let before = snapshot(&app);
+    let out = app.swap(&["deploy", app.name(), "--image", &reference, "--pull", "never"]);
+    assert_exit(&out, 2);
+    assert!(stderr(&out).contains("--pull never"), "{}", describe(&out));
+    let missing = registry.reference("only/web:nope");
+    let out = app.swap(&["deploy", app.name(), "--image", &missing]);
+    assert_exit(&out, 2);
+    let msg = stderr(&out);
+    assert!(msg.contains(&registry.host()) && msg.contains("manifest unknown"), "{}", describe(&out));
+    assert_eq!(snapshot(&app), before, "a refused pull changed something");
+    assert_answers(port, "v1");
+
+    let out = app.swap(&["deploy", app.name(), "--image", &reference]);
+    assert_exit(&out, 0);
+    assert_answers(port, "v2");
+    support::assert_settled(app.name(), &id);
+    let begin = begins(&app).pop().expect("a begin record");
+    let pulled = &begin["data"]["pulled"];
+    assert_eq!(pulled["reference"], reference.as_str(), "{begin}");
+    assert_eq!(pulled["image_id"], id.as_str(), "{begin}");
+    let digest = pulled["repo_digest"].as_str().unwrap_or_default();
+    assert!(digest.starts_with(&format!("{}/only/web@sha256:", registry.host())), "{begin}");
+    let repo_digests = docker_ok(&["image", "inspect", "--format", "{{json .RepoDigests}}", &reference]);
+    assert!(repo_digests.contains(digest), "{digest} not in {repo_digests}");
+}
+
+/// The registry's tag moved after the engine pulled it: `--pull always`
+/// fetches and deploys the new image.
+#[test]
+fn pull_always_picks_up_a_moved_tag() {
+    let registry = Registry::start();
+    let app = TestApp::new("reg-moved");
+    let port = support::free_port();
+    let (reference, v1) = registry.push_fresh("v1", "moved/web:stable");
+    let publish = format!("{port}:{DEMO_PORT}");
+    let out = app.swap(&["deploy", app.name(), "--image", &reference, "--publish", &publish]);
+    assert_exit(&out, 0);
+    assert_answers(port, "v1");
+    let (_, v2) = registry.push_fresh("v2", "moved/web:stable");
+    assert_eq!(image_id(&reference).as_deref(), Some(v1.as_str()), "the engine's tag moved too");
+
+    let out = app.swap(&["deploy", app.name(), "--image", &reference, "--pull", "always"]);
+    assert_exit(&out, 0);
+    assert_answers(port, "v2");
+    support::assert_settled(app.name(), &v2);
+    assert_eq!(begins(&app).pop().unwrap()["data"]["pulled"]["image_id"], v2.as_str());
+}
+
+/// A path that cuts the first connections to the registry: swap retries
+/// and the deploy goes through.
+#[test]
+fn flaky_registry_path_is_retried_to_success() {
+    let registry = Registry::start();
+    let app = TestApp::new("reg-flaky");
+    let port = support::free_port();
+    serve_v1(&app, port);
+    let (direct, id) = registry.push_fresh("v2", "flaky/web:1");
+    let proxy = Proxy::start(registry.port, ProxyMode::CutFirst(2));
+    let reference = direct.replace(&registry.host(), &format!("127.0.0.1:{}", proxy.port));
+
+    let out = app.swap_env(&[FAST_RETRY], &["deploy", app.name(), "--image", &reference]);
+    assert_exit(&out, 0);
+    assert!(stderr(&out).contains("attempt 2 of 5"), "no retry was reported:\n{}", describe(&out));
+    assert_answers(port, "v2");
+    support::assert_settled(app.name(), &id);
+    let attempts = begins(&app).pop().unwrap()["data"]["pulled"]["attempts"].as_u64().unwrap_or_default();
+    assert!(attempts >= 2, "the pull took {attempts} attempt(s)");
+}
+
+/// A registry that answers Docker's ping and then never answers: each
+/// attempt is abandoned after the stall bound, and after the last one the
+/// deploy ends with exit 6, nothing changed, the old version serving.
+#[test]
+fn stalled_registry_is_abandoned_and_nothing_changes() {
+    let registry = Registry::start();
+    let app = TestApp::new("reg-stall");
+    let port = support::free_port();
+    serve_v1(&app, port);
+    let proxy = Proxy::start(registry.port, ProxyMode::Stall);
+    let reference = format!("127.0.0.1:{}/stall/web:1", proxy.port);
+
+    let before = snapshot(&app);
+    let out =
+        app.swap_env(&[FAST_RETRY, ("SWAP_PULL_STALL_SECS", "1")], &["deploy", app.name(), "--image", &reference]);
+    assert_exit(&out, 6);
+    let msg = stderr(&out);
+    assert!(msg.contains(&format!("127.0.0.1:{}", proxy.port)) && msg.contains("no progress"), "{}", describe(&out));
+    assert_eq!(snapshot(&app), before, "a stalled pull changed something");
+    assert_answers(port, "v1");
+    support::assert_settled(app.name(), &before.2);
+    assert!(
+        proxy.accepted.load(std::sync::atomic::Ordering::Relaxed) >= 5,
+        "fewer than 5 attempts reached the registry"
+    );
+}
+
+/// The registry is down: every attempt is refused, exit 6, nothing changed.
+#[test]
+fn registry_down_exits_6_and_nothing_changes() {
+    let mut registry = Registry::start();
+    let app = TestApp::new("reg-down");
+    let port = support::free_port();
+    serve_v1(&app, port);
+    let (reference, _) = registry.push_fresh("v2", "down/web:1");
+    registry.stop();
+
+    let before = snapshot(&app);
+    let out = app.swap_env(&[FAST_RETRY], &["--json", "deploy", app.name(), "--image", &reference]);
+    assert_exit(&out, 6);
+    let msg = stderr(&out);
+    assert!(msg.contains(&registry.host()) && msg.contains("connection refused"), "{}", describe(&out));
+    assert!(msg.contains("try again later"), "{}", describe(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let last: Value = serde_json::from_str(stdout.lines().last().unwrap_or("{}")).unwrap();
+    assert_eq!(last["outcome"], "unavailable", "{stdout}");
+    assert_eq!(snapshot(&app), before, "a failed pull changed something");
+    assert_answers(port, "v1");
+    support::assert_settled(app.name(), &before.2);
 }

@@ -261,7 +261,7 @@ impl Proxy {
         let stop = Arc::new(AtomicBool::new(false));
         let (count, flag) = (Arc::clone(&accepted), Arc::clone(&stop));
         std::thread::spawn(move || {
-            let held = Mutex::new(Vec::<TcpStream>::new());
+            let held = Arc::new(Mutex::new(Vec::<TcpStream>::new()));
             while !flag.load(Ordering::Relaxed) {
                 let client = match listener.accept() {
                     Ok((c, _)) => c,
@@ -278,9 +278,12 @@ impl Proxy {
                     }
                     ProxyMode::CutFirst(_) => forward(client, upstream),
                     ProxyMode::Stall => {
-                        if let Some(c) = answer_ping_or_hold(client) {
-                            held.lock().unwrap().push(c);
-                        }
+                        let held = Arc::clone(&held);
+                        std::thread::spawn(move || {
+                            if let Some(c) = answer_ping_or_hold(client) {
+                                held.lock().unwrap().push(c);
+                            }
+                        });
                     }
                 }
             }
