@@ -224,6 +224,10 @@ pub fn validate_deploy(args: &DeployArgs) -> Result<Request, Failure> {
         lock_wait: args.lock_wait.map(Duration::from_secs),
         dry_run: args.dry_run,
         command: "deploy".into(),
-        pull: crate::pull::Pull { policy: args.pull, bounds: crate::pull::Bounds::from_env().map_err(bad)? },
+        pull: crate::pull::Pull {
+            policy: args.pull,
+            bounds: crate::pull::Bounds::from_env().map_err(bad)?,
+            docker_config: true,
+        },
     })
 }

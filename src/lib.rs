@@ -13,7 +13,8 @@
 //! - [`record`]: the journal's payload; the journal itself is the `journal`
 //!   crate, which knows nothing of Docker.
 //! - [`spec`]: the candidate's definition; [`context`]: build contexts;
-//!   [`pull`]: the image from its registry, before anything changes.
+//!   [`pull`]: the image from its registry, before anything changes, with
+//!   the login from the Docker config ([`credentials`]).
 //! - [`docker`]: the engine trait; [`bollard_engine`]: the real engine, the
 //!   only module naming bollard; [`memory`]: an in-memory engine for
 //!   exhaustive crash simulation.
@@ -24,6 +25,7 @@ pub mod app;
 pub mod bollard_engine;
 pub mod cli;
 pub mod context;
+pub mod credentials;
 pub mod deploy;
 pub mod docker;
 pub mod error;

@@ -89,6 +89,9 @@ pub struct Pull {
     pub policy: PullPolicy,
     /// How patiently.
     pub bounds: Bounds,
+    /// Whether a pull without given credentials looks for a login in the
+    /// Docker client config ([`crate::credentials`]).
+    pub docker_config: bool,
 }
 
 /// What a failed attempt means.
@@ -176,6 +179,16 @@ pub async fn ensure<E: Engine>(
     }
     let registry = registry_of(reference);
     let target = with_tag(reference);
+    let found;
+    let auth = match auth {
+        Some(a) => Some(a),
+        None if pull.docker_config => {
+            found = crate::credentials::for_registry(&registry)
+                .map_err(|e| Failure::BadInput(format!("cannot pull {reference}: {e}; nothing changed")))?;
+            found.as_ref()
+        }
+        None => None,
+    };
     report.emit(
         json!({"event": "pull", "status": "start", "reference": reference, "registry": registry}),
         format!("  ↓ pulling {reference} from {registry}"),
@@ -434,7 +447,7 @@ mod tests {
     const REF: &str = "reg.example:5000/acme/web:1";
 
     fn always() -> Pull {
-        Pull { policy: PullPolicy::Always, bounds: Bounds::default() }
+        Pull { policy: PullPolicy::Always, ..Default::default() }
     }
 
     fn engine_with_pushed() -> (MemoryEngine, String) {
@@ -498,8 +511,8 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn missing_pulls_only_what_is_absent_and_never_never_pulls() {
         let (e, _) = engine_with_pushed();
-        let missing = Pull { policy: PullPolicy::Missing, bounds: Bounds::default() };
-        let never = Pull { policy: PullPolicy::Never, bounds: Bounds::default() };
+        let missing = Pull { policy: PullPolicy::Missing, ..Default::default() };
+        let never = Pull { policy: PullPolicy::Never, ..Default::default() };
         assert!(ensure(&e, REF, &never, None, &Report::silent()).await.unwrap().is_none());
         assert!(ensure(&e, REF, &missing, None, &Report::silent()).await.unwrap().is_some());
         assert!(ensure(&e, REF, &missing, None, &Report::silent()).await.unwrap().is_none());

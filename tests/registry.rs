@@ -225,3 +225,79 @@ fn registry_down_exits_6_and_nothing_changes() {
     assert_answers(port, "v1");
     support::assert_settled(app.name(), &before.2);
 }
+
+/// A registry behind htpasswd: without a login in the Docker config the
+/// pull is refused (exit 2, nothing changed); with the config `docker
+/// login` wrote, the image is pulled and deployed. The password appears in
+/// neither the journal nor any output.
+#[test]
+fn htpasswd_registry_login_comes_from_the_docker_config_and_never_shows() {
+    const PASSWORD: &str = "pw-7f3a9c-never-shown";
+    let registry = Registry::start_with_auth("swapci", PASSWORD);
+    let app = TestApp::new("reg-auth");
+    let port = support::free_port();
+    serve_v1(&app, port);
+    let (reference, id) = registry.push_fresh("v2", "auth/web:1");
+    let mut outputs = vec![];
+
+    let nobody = tempfile::tempdir().unwrap();
+    let before = snapshot(&app);
+    let config = ("DOCKER_CONFIG", nobody.path().to_str().unwrap());
+    let out = app.swap_env(&[config], &["deploy", app.name(), "--image", &reference]);
+    assert_exit(&out, 2);
+    let msg = stderr(&out);
+    assert!(msg.contains(&registry.host()) && msg.contains("no basic auth credentials"), "{}", describe(&out));
+    assert_eq!(snapshot(&app), before, "a refused pull changed something");
+    assert_answers(port, "v1");
+    support::assert_settled(app.name(), &before.2);
+    outputs.push(out);
+
+    let logged_in = tempfile::tempdir().unwrap();
+    registry.login(logged_in.path());
+    let saved = std::fs::read_to_string(logged_in.path().join("config.json")).unwrap();
+    assert!(saved.contains("\"auths\""), "docker login wrote no auths entry: {saved}");
+    let config = ("DOCKER_CONFIG", logged_in.path().to_str().unwrap());
+    let out = app.swap_env(&[config], &["-v", "--json", "deploy", app.name(), "--image", &reference]);
+    assert_exit(&out, 0);
+    assert_answers(port, "v2");
+    support::assert_settled(app.name(), &id);
+    outputs.push(out);
+    outputs.push(app.swap(&["--json", "journal", "show", app.name()]));
+    outputs.push(app.swap(&["-v", "history", app.name()]));
+
+    let journal = std::fs::read_to_string(app.journal_path()).unwrap();
+    assert!(journal.contains(&id), "the journal does not record the pulled image");
+    let encoded = base64_free::encode(&format!("swapci:{PASSWORD}"));
+    assert!(saved.contains(&encoded), "the leak check would not see Docker's encoding: {saved}");
+    for text in outputs
+        .iter()
+        .flat_map(|o| [&o.stdout, &o.stderr])
+        .map(|b| String::from_utf8_lossy(b).to_string())
+        .chain([journal])
+    {
+        assert!(!text.contains(PASSWORD) && !text.contains(&encoded), "the password leaked:\n{text}");
+    }
+}
+
+/// Base64 without a dependency, to look for the encoded `user:password`
+/// Docker keeps in `auths`.
+mod base64_free {
+    pub fn encode(s: &str) -> String {
+        const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let b = s.as_bytes();
+        let mut out = String::new();
+        for chunk in b.chunks(3) {
+            let n = (u32::from(chunk[0]) << 16)
+                | (u32::from(*chunk.get(1).unwrap_or(&0)) << 8)
+                | u32::from(*chunk.get(2).unwrap_or(&0));
+            for i in 0..4 {
+                if i <= chunk.len() {
+                    out.push(T[(n >> (18 - 6 * i) & 63) as usize] as char);
+                } else {
+                    out.push('=');
+                }
+            }
+        }
+        out
+    }
+}
