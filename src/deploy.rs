@@ -173,7 +173,8 @@ pub async fn plan<E: Engine>(engine: &E, req: &Request, deploy: &str, run: RunIn
         pulled: None,
     };
     let mut steps = vec![];
-    if let (Source::Image(r), None) = (&req.source, &begin.image_id) {
+    let will_pull = begin.image_id.is_none() || (req.dry_run && req.pull.policy == PullPolicy::Always);
+    if let (Source::Image(r), true) = (&req.source, will_pull) {
         steps.push(format!("pull {r} from {} (before the deploy begins)", crate::pull::registry_of(r)));
     }
     if let Source::Build { dir, tag, .. } = &req.source {

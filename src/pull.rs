@@ -354,21 +354,21 @@ impl<'a> Meter<'a> {
     }
 
     fn event(&mut self, ev: &PullEvent) {
-        let Some(layer) = &ev.layer else {
-            return;
-        };
-        let entry = self.layers.entry(layer.clone()).or_insert((0, 0, String::new()));
-        if ev.status == "Downloading" {
-            entry.0 = ev.current.unwrap_or(entry.0);
-            entry.1 = ev.total.unwrap_or(entry.1);
-        } else if ev.status == "Download complete" || ev.status == "Pull complete" {
-            entry.0 = entry.1.max(entry.0);
-        }
-        if entry.2 != ev.status {
-            entry.2 = ev.status.clone();
-            if self.report.is_json() {
-                self.report.json_only(json!({"event": "pull", "status": "layer", "layer": layer,
-                                             "layer_status": ev.status, "current": ev.current, "total": ev.total}));
+        // "Pulling from repo" carries the tag as its id; it is no layer.
+        if let Some(layer) = ev.layer.as_ref().filter(|_| !ev.status.starts_with("Pulling from")) {
+            let entry = self.layers.entry(layer.clone()).or_insert((0, 0, String::new()));
+            if ev.status == "Downloading" {
+                entry.0 = ev.current.unwrap_or(entry.0);
+                entry.1 = ev.total.unwrap_or(entry.1);
+            } else if ev.status == "Download complete" || ev.status == "Pull complete" {
+                entry.0 = entry.1.max(entry.0);
+            }
+            if entry.2 != ev.status {
+                entry.2 = ev.status.clone();
+                if self.report.is_json() {
+                    self.report.json_only(json!({"event": "pull", "status": "layer", "layer": layer,
+                                                 "layer_status": ev.status, "current": ev.current, "total": ev.total}));
+                }
             }
         }
         let due = self.drawn.is_none_or(|t| t.elapsed() >= Duration::from_millis(100));

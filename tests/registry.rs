@@ -301,3 +301,45 @@ mod base64_free {
         out
     }
 }
+
+/// Pull progress: with `--json`, `pull` events (start, one per layer status,
+/// done with the image id and digest) on stdout; off a terminal nothing
+/// transient on stderr; on a terminal (a pty from `script`) a total-bytes
+/// line.
+#[test]
+fn pull_progress_is_json_on_stdout_and_a_line_only_on_a_terminal() {
+    let registry = Registry::start();
+    let app = TestApp::new("reg-progress");
+    let (reference, id) = registry.push_fresh("v1", "progress/web:1");
+    let publish = format!("{}:{DEMO_PORT}", support::free_port());
+    let out = app.swap(&["--json", "deploy", app.name(), "--image", &reference, "--publish", &publish]);
+    assert_exit(&out, 0);
+    let events: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let pulls: Vec<&Value> = events.iter().filter(|e| e["event"] == "pull").collect();
+    assert_eq!(pulls.first().map(|e| e["status"].clone()), Some("start".into()), "{pulls:?}");
+    assert!(pulls.iter().any(|e| e["status"] == "layer" && e["layer"].is_string()), "{pulls:?}");
+    let done = pulls.last().unwrap();
+    assert_eq!(done["status"], "done");
+    assert_eq!(done["image_id"], id.as_str());
+    assert!(done["repo_digest"].as_str().unwrap_or_default().contains("@sha256:"), "{done}");
+    assert_eq!(done["registry"], registry.host().as_str());
+    let plan_at = events.iter().position(|e| e["event"] == "plan").expect("a plan event");
+    assert!(pulls.len() <= plan_at, "pull events after the plan: the pull must come first");
+    let err = stderr(&out);
+    assert!(!err.contains("pulling:") && !err.contains('\r'), "transient progress off a terminal:\n{err}");
+
+    let (moved, _) = registry.push_fresh("v2", "progress/web:1");
+    let cmd = format!(
+        "{} --state-dir {} deploy {} --image {moved} --pull always",
+        env!("CARGO_BIN_EXE_swap"),
+        app.state_dir.display(),
+        app.name()
+    );
+    let tty = std::process::Command::new("script").args(["-qec", &cmd, "/dev/null"]).output().expect("run script");
+    let shown = String::from_utf8_lossy(&tty.stdout);
+    assert!(tty.status.success(), "{}", describe(&tty));
+    assert!(shown.contains("pulling: ") && shown.contains(" layers)"), "no progress line on a terminal:\n{shown}");
+}
