@@ -107,6 +107,9 @@ pub struct DeployArgs {
     /// Pull --image from its registry first: when the engine lacks it, every time, or never
     #[arg(long, value_enum, value_name = "WHEN", default_value_t = crate::pull::PullPolicy::Missing)]
     pub pull: crate::pull::PullPolicy,
+    /// Pull --image (as --pull always, unless --pull never) and deploy only if it is not already serving
+    #[arg(long)]
+    pub if_changed: bool,
 }
 
 /// `swap recover`.

@@ -64,6 +64,18 @@ pub struct Request {
     pub command: String,
     /// Whether and how patiently to pull `--image` first.
     pub pull: crate::pull::Pull,
+    /// Deploy only if the image resolves to another id than the one serving.
+    pub if_changed: bool,
+}
+
+impl Request {
+    /// The image reference or build context, for messages.
+    pub fn source_name(&self) -> String {
+        match &self.source {
+            Source::Image(r) => r.clone(),
+            Source::Build { dir, .. } => dir.display().to_string(),
+        }
+    }
 }
 
 /// What will happen, decided before anything changes.
@@ -199,6 +211,16 @@ pub async fn plan<E: Engine>(engine: &E, req: &Request, deploy: &str, run: RunIn
     Ok(Plan { deploy: deploy.to_string(), old, definition, begin, steps })
 }
 
+/// The serving container's id when it runs the image `reference` resolves
+/// to now, so an unattended poll changes nothing and journals nothing.
+async fn up_to_date<E: Engine>(engine: &E, app: &str, reference: &str) -> Result<Option<String>, Failure> {
+    let Some(image) = engine.image(reference).await.map_err(incomplete)? else {
+        return Ok(None);
+    };
+    let serving = engine.container(app).await.map_err(incomplete)?;
+    Ok(serving.filter(|c| c.running && c.name == app && c.image_id == image.id).map(|c| c.id))
+}
+
 fn incomplete(e: crate::docker::EngineError) -> Failure {
     if e.is_unreachable() {
         Failure::Incomplete(format!("{e}; nothing changed"))
@@ -214,6 +236,9 @@ pub struct Deployed {
     pub deploy: String,
     /// The serving container's id.
     pub container: String,
+    /// `--if-changed` found the image already serving: nothing was done and
+    /// nothing journaled.
+    pub up_to_date: bool,
 }
 
 /// Runs `swap deploy`: lock, recover an unfinished deploy, plan, execute.
@@ -229,7 +254,7 @@ pub async fn deploy<E: Engine>(
     if req.dry_run {
         let plan = plan(engine, req, &deploy_id, run).await?;
         plan.show(report);
-        return Ok(Deployed { deploy: deploy_id, container: String::new() });
+        return Ok(Deployed { deploy: deploy_id, container: String::new(), up_to_date: false });
     }
     let what = format!("swap {} {}", req.command, req.app);
     let (mut journal, opened) = state.open(&req.app, req.lock_wait, &what, fault)?;
@@ -246,6 +271,11 @@ pub async fn deploy<E: Engine>(
         Source::Image(r) => crate::pull::ensure(engine, r, &req.pull, None, report).await?,
         Source::Build { .. } => None,
     };
+    if let (true, Source::Image(r)) = (req.if_changed, &req.source) {
+        if let Some(serving) = up_to_date(engine, &req.app, r).await? {
+            return Ok(Deployed { deploy: String::new(), container: serving, up_to_date: true });
+        }
+    }
     let mut plan = plan(engine, req, &deploy_id, run).await?;
     plan.begin.pulled = pulled;
     plan.show(report);
@@ -282,7 +312,7 @@ async fn execute<E: Engine>(
     match forward(&mut run, req, &mut plan).await {
         Ok(container) => {
             run.append(Event::End { outcome: Outcome::Deployed, reason: None })?;
-            Ok(Deployed { deploy: plan.deploy, container })
+            Ok(Deployed { deploy: plan.deploy, container, up_to_date: false })
         }
         Err(Failure::RolledBack(reason)) => {
             report.note(format!("{reason}; rolling back"));
@@ -315,7 +345,7 @@ async fn execute<E: Engine>(
                 run.step_observed(remove).await?;
             }
             run.append(Event::End { outcome: Outcome::Deployed, reason: None })?;
-            Ok(Deployed { deploy: plan.deploy, container: container.unwrap_or_default() })
+            Ok(Deployed { deploy: plan.deploy, container: container.unwrap_or_default(), up_to_date: false })
         }
         Err(other) => Err(other),
     }

@@ -343,3 +343,33 @@ fn pull_progress_is_json_on_stdout_and_a_line_only_on_a_terminal() {
     assert!(tty.status.success(), "{}", describe(&tty));
     assert!(shown.contains("pulling: ") && shown.contains(" layers)"), "no progress line on a terminal:\n{shown}");
 }
+
+/// `--if-changed`, as an unattended poll runs it: while the registry's tag
+/// resolves to the image serving, exit 0 "up to date", the same container,
+/// not a byte more journal; once the tag moves, a deploy as usual.
+#[test]
+fn if_changed_is_a_no_op_while_up_to_date_and_deploys_a_moved_tag() {
+    let registry = Registry::start();
+    let app = TestApp::new("reg-ifchanged");
+    let port = support::free_port();
+    let (reference, _) = registry.push_fresh("v1", "poll/web:stable");
+    let publish = format!("{port}:{DEMO_PORT}");
+    let out = app.swap(&["deploy", app.name(), "--image", &reference, "--publish", &publish]);
+    assert_exit(&out, 0);
+    assert_answers(port, "v1");
+
+    let before = snapshot(&app);
+    for _ in 0..2 {
+        let out = app.swap(&["deploy", app.name(), "--image", &reference, "--if-changed"]);
+        assert_exit(&out, 0);
+        assert!(stderr(&out).contains("up to date"), "{}", describe(&out));
+        assert_eq!(snapshot(&app), before, "an up-to-date poll changed something or grew the journal");
+    }
+
+    let (_, v2) = registry.push_fresh("v2", "poll/web:stable");
+    let out = app.swap(&["--json", "deploy", app.name(), "--image", &reference, "--if-changed"]);
+    assert_exit(&out, 0);
+    assert_answers(port, "v2");
+    support::assert_settled(app.name(), &v2);
+    assert_eq!(begins(&app).len(), 2, "the moved tag was not deployed exactly once");
+}

@@ -274,6 +274,7 @@ fn request(image: &str, overrides: Overrides) -> Request {
         dry_run: false,
         command: "deploy".into(),
         pull: Default::default(),
+        if_changed: false,
     }
 }
 
