@@ -30,6 +30,11 @@ pub fn for_registry(registry: &str) -> Result<Option<RegistryAuth>, String> {
             | CredentialRetrievalError::ConfigNotFound
             | CredentialRetrievalError::ConfigReadError,
         ) => Ok(None),
+        // The helper protocol's answer for "no login stored here"; the docker
+        // CLI then pulls anonymously, and so does swap.
+        Err(CredentialRetrievalError::HelperFailure { ref stdout, .. }) if stdout.contains("credentials not found") => {
+            Ok(None)
+        }
         // Its message would carry the helper's stdout and stderr.
         Err(CredentialRetrievalError::HelperFailure { helper, .. }) => {
             Err(format!("the credential helper {helper} failed for {registry}"))

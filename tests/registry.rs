@@ -373,3 +373,60 @@ fn if_changed_is_a_no_op_while_up_to_date_and_deploys_a_moved_tag() {
     support::assert_settled(app.name(), &v2);
     assert_eq!(begins(&app).len(), 2, "the moved tag was not deployed exactly once");
 }
+
+/// `credHelpers` and `credsStore`: the configured `docker-credential-*`
+/// helper gives the login for the htpasswd registry; a helper that has no
+/// login for a registry ("credentials not found", as the protocol says)
+/// means an anonymous pull, as with the docker CLI.
+#[test]
+fn credential_helpers_give_the_login_and_none_means_anonymous() {
+    use std::os::unix::fs::PermissionsExt;
+    const PASSWORD: &str = "helper-pw-5d1e-never-shown";
+    let locked = Registry::start_with_auth("swapci", PASSWORD);
+    let open = Registry::start();
+    let app = TestApp::new("reg-helper");
+    let port = support::free_port();
+    serve_v1(&app, port);
+    let (locked_ref, v2) = locked.push_fresh("v2", "helper/web:1");
+    let (open_ref, v1) = open.push_fresh("v1", "helper/web:1");
+
+    let bin = tempfile::tempdir().unwrap();
+    let helper = bin.path().join("docker-credential-swaptest");
+    std::fs::write(
+        &helper,
+        format!(
+            "#!/bin/sh\n[ \"$1\" = get ] || exit 2\nread server\nif [ \"$server\" = \"{}\" ]; then\n  \
+             printf '{{\"ServerURL\":\"%s\",\"Username\":\"swapci\",\"Secret\":\"{PASSWORD}\"}}' \"$server\"\n\
+             else\n  echo 'credentials not found in native keychain'\n  exit 1\nfi\n",
+            locked.host()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!("{}:{}", bin.path().display(), std::env::var("PATH").unwrap_or_default());
+    let config = tempfile::tempdir().unwrap();
+    std::fs::write(
+        config.path().join("config.json"),
+        format!(r#"{{"credsStore": "swaptest", "credHelpers": {{"{}": "swaptest"}}}}"#, locked.host()),
+    )
+    .unwrap();
+    let env = [("PATH", path.as_str()), ("DOCKER_CONFIG", config.path().to_str().unwrap())];
+
+    let first = app.swap_env(&env, &["-v", "deploy", app.name(), "--image", &locked_ref]);
+    assert_exit(&first, 0);
+    assert_answers(port, "v2");
+    support::assert_settled(app.name(), &v2);
+    let second = app.swap_env(&env, &["-v", "deploy", app.name(), "--image", &open_ref]);
+    assert_exit(&second, 0);
+    assert_answers(port, "v1");
+    support::assert_settled(app.name(), &v1);
+
+    let journal = std::fs::read_to_string(app.journal_path()).unwrap();
+    for text in [&first.stdout, &first.stderr, &second.stdout, &second.stderr]
+        .map(|b| String::from_utf8_lossy(b).to_string())
+        .into_iter()
+        .chain([journal])
+    {
+        assert!(!text.contains(PASSWORD), "the password leaked:\n{text}");
+    }
+}
