@@ -268,7 +268,7 @@ pub async fn ensure<E: Engine>(
     }
     Err(Failure::Unavailable(format!(
         "image {reference} is unavailable: registry {registry} still failing after {attempts} attempts \
-         ({last}); nothing changed, the running version keeps serving; try again later"
+         ({last}); nothing changed, the running version (if any) keeps serving; try again later"
     )))
 }
 
