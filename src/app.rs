@@ -69,6 +69,13 @@ async fn dispatch(command: Command, state: &StateDir, report: &Report) -> Result
             let done = deploy::deploy(&engine, state, &req, report, fault).await?;
             Ok(if req.dry_run {
                 "dry run: nothing changed".into()
+            } else if done.up_to_date {
+                format!(
+                    "{} is up to date: it already runs {} ({}); nothing changed",
+                    req.app,
+                    req.source_name(),
+                    crate::step::short(&done.container)
+                )
             } else {
                 format!("deployed {} as {} (deploy {})", req.app, crate::step::short(&done.container), done.deploy)
             })
@@ -119,6 +126,9 @@ async fn dispatch(command: Command, state: &StateDir, report: &Report) -> Result
                 lock_wait: args.lock_wait.map(Duration::from_secs),
                 dry_run: false,
                 command: "rollback".into(),
+                // The target is an image id: nothing to pull by.
+                pull: crate::pull::Pull { policy: crate::pull::PullPolicy::Never, ..Default::default() },
+                if_changed: false,
             };
             let done = deploy::deploy(&engine, state, &req, report, fault).await?;
             Ok(format!("rolled {} back (deploy {})", args.app, done.deploy))
@@ -207,6 +217,16 @@ pub fn validate_deploy(args: &DeployArgs) -> Result<Request, Failure> {
         (None, None, Some(i)) => Source::Image(i),
         _ => return Err(bad("give exactly one of --image, --build, or an image in --spec".into())),
     };
+    if args.if_changed && args.build.is_some() {
+        return Err(bad("--if-changed needs --image (a reference to compare); nothing changed".into()));
+    }
+    if args.build.is_some() && args.pull == crate::pull::PullPolicy::Always {
+        // The classic builder fetches a base image the engine lacks by
+        // itself; refreshing cached base images is not offered.
+        return Err(bad("--pull always applies to --image only; with --build the builder pulls a missing base \
+                        image itself (refresh a cached one with `docker pull`); nothing changed"
+            .into()));
+    }
     if !(args.settle.is_finite() && args.settle >= 0.0) {
         return Err(bad(format!("--settle {}: expected seconds ≥ 0", args.settle)));
     }
@@ -223,5 +243,16 @@ pub fn validate_deploy(args: &DeployArgs) -> Result<Request, Failure> {
         lock_wait: args.lock_wait.map(Duration::from_secs),
         dry_run: args.dry_run,
         command: "deploy".into(),
+        if_changed: args.if_changed,
+        pull: crate::pull::Pull {
+            // A poll for a new image must ask the registry.
+            policy: if args.if_changed && args.pull == crate::pull::PullPolicy::Missing {
+                crate::pull::PullPolicy::Always
+            } else {
+                args.pull
+            },
+            bounds: crate::pull::Bounds::from_env().map_err(bad)?,
+            docker_config: true,
+        },
     })
 }

@@ -23,8 +23,8 @@ use bollard::models::{
     NetworkConnectRequest,
 };
 use bollard::query_parameters::{
-    BuildImageOptionsBuilder, CreateContainerOptionsBuilder, ListContainersOptionsBuilder, LogsOptionsBuilder,
-    RemoveContainerOptionsBuilder, RenameContainerOptionsBuilder, StopContainerOptionsBuilder,
+    BuildImageOptionsBuilder, CreateContainerOptionsBuilder, CreateImageOptionsBuilder, ListContainersOptionsBuilder,
+    LogsOptionsBuilder, RemoveContainerOptionsBuilder, RenameContainerOptionsBuilder, StopContainerOptionsBuilder,
 };
 use bollard::Docker;
 use futures_util::StreamExt;
@@ -32,7 +32,7 @@ use serde_json::{Map, Value};
 
 use crate::docker::{
     Attachment, BuildProgress, Container, Definition, Engine, EngineError, EngineResult, Image, Mount, Network,
-    RestartPolicy,
+    PullEvent, PullProgress, RegistryAuth, RestartPolicy,
 };
 
 /// Bound on an ordinary API call: long enough for a slow `start` on an
@@ -453,6 +453,45 @@ impl Engine for BollardEngine {
         let excess = out.len().saturating_sub(lines);
         out.drain(..excess);
         Ok(out)
+    }
+
+    /// Pulls with `POST /images/create`, streaming its progress. The
+    /// request has no timeout of its own (a pull may rightly take hours):
+    /// the caller abandons a pull that stops making progress.
+    async fn pull(
+        &self,
+        reference: &str,
+        auth: Option<&RegistryAuth>,
+        progress: PullProgress<'_>,
+    ) -> EngineResult<Option<String>> {
+        let options = CreateImageOptionsBuilder::new().from_image(reference).build();
+        let credentials = auth.map(|a| bollard::auth::DockerCredentials {
+            username: a.username.clone(),
+            password: a.password.clone(),
+            identitytoken: a.identity_token.clone(),
+            serveraddress: Some(a.server.clone()),
+            ..Default::default()
+        });
+        let docker = self.with_timeout(BUILD_TIMEOUT);
+        let mut stream = docker.create_image(Some(options), None, credentials);
+        let mut digest = None;
+        while let Some(message) = stream.next().await {
+            // bollard turns an `errorDetail` message into an error here.
+            let info = message.map_err(engine_error)?;
+            let status = info.status.unwrap_or_default();
+            if let Some(d) = status.strip_prefix("Digest: ") {
+                digest = Some(d.trim().to_string());
+            }
+            let detail = info.progress_detail.unwrap_or_default();
+            let bytes = |v: Option<i64>| v.and_then(|n| u64::try_from(n).ok());
+            progress(&PullEvent {
+                layer: info.id.filter(|id| !id.is_empty()),
+                status,
+                current: bytes(detail.current),
+                total: bytes(detail.total),
+            });
+        }
+        Ok(digest)
     }
 
     /// Builds an image with the classic builder, streaming its output lines

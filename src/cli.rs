@@ -62,7 +62,7 @@ pub struct CompletionsArgs {
 pub struct DeployArgs {
     /// The app: the name of its serving container
     pub app: String,
-    /// Image to deploy (present locally; swap never pulls)
+    /// Image to deploy (pulled from its registry as --pull says)
     #[arg(long, value_name = "IMAGE", required_unless_present_any = ["build", "spec"], conflicts_with = "build")]
     pub image: Option<String>,
     /// Build the image from this context directory first
@@ -108,6 +108,12 @@ pub struct DeployArgs {
     /// Print the plan; change nothing
     #[arg(long)]
     pub dry_run: bool,
+    /// Pull --image from its registry first: when the engine lacks it, every time, or never
+    #[arg(long, value_enum, value_name = "WHEN", default_value_t = crate::pull::PullPolicy::Missing)]
+    pub pull: crate::pull::PullPolicy,
+    /// Pull --image (as --pull always, unless --pull never) and deploy only if it is not already serving
+    #[arg(long)]
+    pub if_changed: bool,
 }
 
 /// `swap recover`.

@@ -16,6 +16,7 @@ use crate::context;
 use crate::docker::{Container, Definition, Engine, Image};
 use crate::error::Failure;
 use crate::health::Gate;
+use crate::pull::PullPolicy;
 use crate::record::{Begin, Event, OldContainer, Outcome, RunInfo};
 use crate::recover;
 use crate::report::Report;
@@ -27,7 +28,7 @@ use crate::step::{short, staged_name, Inputs, Step};
 /// Where the candidate's image comes from.
 #[derive(Debug, Clone)]
 pub enum Source {
-    /// An image present in the local engine (swap never pulls).
+    /// An image reference, pulled first as [`Request::pull`] says.
     Image(String),
     /// A build context directory.
     Build {
@@ -69,6 +70,22 @@ pub struct Request {
     pub dry_run: bool,
     /// The command, for the journal (`deploy` or `rollback`).
     pub command: String,
+    /// Whether and how patiently to pull `--image` first.
+    pub pull: crate::pull::Pull,
+    /// Deploy only if the image resolves to another id than the one serving.
+    pub if_changed: bool,
+}
+
+impl Request {
+    /// The image reference or build context, for messages.
+    pub fn source_name(&self) -> String {
+        match &self.source {
+            Source::Image(r) => r.clone(),
+            Source::Build { dir, .. } => dir.display().to_string(),
+            Source::Rollback { to: Some(d) } => format!("the image before deploy {d}"),
+            Source::Rollback { to: None } => "the image before the last deploy".into(),
+        }
+    }
 }
 
 /// What will happen, decided before anything changes.
@@ -131,14 +148,23 @@ pub async fn plan<E: Engine>(engine: &E, req: &Request, deploy: &str, run: RunIn
     }
     let old = engine.container(app).await.map_err(incomplete)?;
     let (image, image_id) = match &req.source {
-        Source::Image(r) => {
-            let img = engine
-                .image(r)
-                .await
-                .map_err(incomplete)?
-                .ok_or_else(|| Failure::BadInput(format!("image {r:?} is not present on this Docker engine (swap never pulls; build or load it first); nothing changed")))?;
-            (r.clone(), Some(img.id))
-        }
+        Source::Image(r) => match engine.image(r).await.map_err(incomplete)? {
+            Some(img) => (r.clone(), Some(img.id)),
+            // A dry run does not pull; the plan says it would.
+            None if req.dry_run && req.pull.policy != PullPolicy::Never && !r.starts_with("sha256:") => {
+                (r.clone(), None)
+            }
+            None => {
+                let why = if req.pull.policy == PullPolicy::Never || r.starts_with("sha256:") {
+                    "--pull never; pull, build or load it first"
+                } else {
+                    "not even after a pull"
+                };
+                return Err(Failure::BadInput(format!(
+                    "image {r:?} is not present on this Docker engine ({why}); nothing changed"
+                )));
+            }
+        },
         Source::Build { tag, .. } => (tag.clone().unwrap_or_default(), None),
         Source::Rollback { .. } => {
             return Err(Failure::BadInput("a rollback's image is chosen under the lock, not planned ahead".into()))
@@ -183,8 +209,13 @@ pub async fn plan<E: Engine>(engine: &E, req: &Request, deploy: &str, run: RunIn
         env_keys: spec::env_keys_of(&definition),
         volumes: spec::volumes_of(&definition),
         health_timeout_s: req.health_timeout.as_secs(),
+        pulled: None,
     };
     let mut steps = vec![];
+    let will_pull = begin.image_id.is_none() || (req.dry_run && req.pull.policy == PullPolicy::Always);
+    if let (Source::Image(r), true) = (&req.source, will_pull) {
+        steps.push(format!("pull {r} from {} (before the deploy begins)", crate::pull::registry_of(r)));
+    }
     if let Source::Build { dir, tag, .. } = &req.source {
         steps.push(format!("build {}{}", dir.display(), tag.as_ref().map(|t| format!(" as {t}")).unwrap_or_default()));
     }
@@ -208,6 +239,16 @@ pub async fn plan<E: Engine>(engine: &E, req: &Request, deploy: &str, run: RunIn
     Ok(Plan { deploy: deploy.to_string(), old, definition, begin, steps })
 }
 
+/// The serving container's id when it runs the image `reference` resolves
+/// to now, so an unattended poll changes nothing and journals nothing.
+async fn up_to_date<E: Engine>(engine: &E, app: &str, reference: &str) -> Result<Option<String>, Failure> {
+    let Some(image) = engine.image(reference).await.map_err(incomplete)? else {
+        return Ok(None);
+    };
+    let serving = engine.container(app).await.map_err(incomplete)?;
+    Ok(serving.filter(|c| c.running && c.name == app && c.image_id == image.id).map(|c| c.id))
+}
+
 fn incomplete(e: crate::docker::EngineError) -> Failure {
     if e.is_unreachable() {
         Failure::Incomplete(format!("{e}; nothing changed"))
@@ -223,6 +264,9 @@ pub struct Deployed {
     pub deploy: String,
     /// The serving container's id.
     pub container: String,
+    /// `--if-changed` found the image already serving: nothing was done and
+    /// nothing journaled.
+    pub up_to_date: bool,
 }
 
 /// Runs `swap deploy`: lock, recover an unfinished deploy, plan, execute.
@@ -238,7 +282,7 @@ pub async fn deploy<E: Engine>(
     if req.dry_run {
         let plan = plan(engine, req, &deploy_id, run).await?;
         plan.show(report);
-        return Ok(Deployed { deploy: deploy_id, container: String::new() });
+        return Ok(Deployed { deploy: deploy_id, container: String::new(), up_to_date: false });
     }
     let what = format!("swap {} {}", req.command, req.app);
     let (mut journal, opened) = state.open(&req.app, req.lock_wait, &what, fault, report).await?;
@@ -259,7 +303,19 @@ pub async fn deploy<E: Engine>(
         }
         _ => req,
     };
-    let plan = plan(engine, req, &deploy_id, run).await?;
+    // Under the lock, before `begin`: a pull changes no container, so a
+    // failed one leaves nothing to undo.
+    let pulled = match &req.source {
+        Source::Image(r) => crate::pull::ensure(engine, r, &req.pull, None, report).await?,
+        Source::Build { .. } | Source::Rollback { .. } => None,
+    };
+    if let (true, Source::Image(r)) = (req.if_changed, &req.source) {
+        if let Some(serving) = up_to_date(engine, &req.app, r).await? {
+            return Ok(Deployed { deploy: String::new(), container: serving, up_to_date: true });
+        }
+    }
+    let mut plan = plan(engine, req, &deploy_id, run).await?;
+    plan.begin.pulled = pulled;
     plan.show(report);
     let result = execute(engine, &mut journal, req, plan, report).await;
     if journal.detached().unwrap_or(false) {
@@ -286,7 +342,7 @@ async fn execute<E: Engine>(
     match forward(&mut run, req, &mut plan).await {
         Ok(container) => {
             run.append(Event::End { outcome: Outcome::Deployed, reason: None })?;
-            Ok(Deployed { deploy: plan.deploy, container })
+            Ok(Deployed { deploy: plan.deploy, container, up_to_date: false })
         }
         Err(Failure::RolledBack(reason)) => {
             report.note(format!("{reason}; rolling back"));
@@ -319,7 +375,7 @@ async fn execute<E: Engine>(
                 run.step_observed(remove).await?;
             }
             run.append(Event::End { outcome: Outcome::Deployed, reason: None })?;
-            Ok(Deployed { deploy: plan.deploy, container: container.unwrap_or_default() })
+            Ok(Deployed { deploy: plan.deploy, container: container.unwrap_or_default(), up_to_date: false })
         }
         Err(other) => Err(other),
     }

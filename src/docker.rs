@@ -219,6 +219,48 @@ pub struct Network {
 /// A line of build output, passed to the caller as it arrives.
 pub type BuildProgress<'a> = &'a mut (dyn FnMut(&str) + Send);
 
+/// Credentials for one registry, handed to the daemon for a pull. `Debug`
+/// never shows the secret: these must not reach a log, the journal or output.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct RegistryAuth {
+    /// The registry they are for (`ghcr.io`, `127.0.0.1:5000`).
+    pub server: String,
+    /// User name, for a password login.
+    pub username: Option<String>,
+    /// Password or access token.
+    pub password: Option<String>,
+    /// An OAuth identity token (credential helpers return one instead of a
+    /// password).
+    pub identity_token: Option<String>,
+}
+
+impl std::fmt::Debug for RegistryAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegistryAuth")
+            .field("server", &self.server)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("identity_token", &self.identity_token.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+/// One progress message of a pull, as the daemon reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PullEvent {
+    /// The layer it is about (short digest), absent for whole-image messages.
+    pub layer: Option<String>,
+    /// Docker's status text: `Pulling fs layer`, `Downloading`, `Pull complete`…
+    pub status: String,
+    /// Bytes done of this layer's current phase, when reported.
+    pub current: Option<u64>,
+    /// Bytes in all of this layer's current phase, when reported.
+    pub total: Option<u64>,
+}
+
+/// Where a pull's progress messages go, as they arrive.
+pub type PullProgress<'a> = &'a mut (dyn FnMut(&PullEvent) + Send);
+
 /// The Docker engine operations swap performs. Every method is a single API
 /// call (or a fixed short sequence), so a crash can only land between calls.
 pub trait Engine: Send + Sync {
@@ -275,6 +317,17 @@ pub trait Engine: Send + Sync {
 
     /// The last `lines` lines of a container's stdout and stderr.
     fn logs_tail(&self, id: &str, lines: usize) -> impl Future<Output = EngineResult<Vec<String>>> + Send;
+
+    /// Pulls an image reference from its registry, with `auth` when given,
+    /// passing each progress message to `progress`; returns the manifest
+    /// digest the daemon reported (`sha256:…`), if it did. The call has no
+    /// time limit of its own: a caller that wants one drops the future.
+    fn pull(
+        &self,
+        reference: &str,
+        auth: Option<&RegistryAuth>,
+        progress: PullProgress<'_>,
+    ) -> impl Future<Output = EngineResult<Option<String>>> + Send;
 
     /// Builds an image from a tar of a build context; returns the image id.
     fn build(

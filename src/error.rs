@@ -22,6 +22,10 @@ pub enum Failure {
     /// the deploy unfinished; `swap recover` completes it.
     #[error("{0}")]
     Incomplete(String),
+    /// The image could not be pulled: its registry stayed unreachable
+    /// through every retry. Nothing changed; a later run may succeed.
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 impl Failure {
@@ -33,6 +37,7 @@ impl Failure {
             Failure::Locked(_) => 3,
             Failure::Halted(_) => 4,
             Failure::Incomplete(_) => 5,
+            Failure::Unavailable(_) => 6,
         }
     }
 
@@ -44,6 +49,7 @@ impl Failure {
             Failure::Locked(_) => "locked",
             Failure::Halted(_) => "halted",
             Failure::Incomplete(_) => "incomplete",
+            Failure::Unavailable(_) => "unavailable",
         }
     }
 }

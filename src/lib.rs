@@ -12,7 +12,9 @@
 //!   journaled execution; [`health`]: the gate before the commit point.
 //! - [`record`]: the journal's payload; the journal itself is the `journal`
 //!   crate, which knows nothing of Docker.
-//! - [`spec`]: the candidate's definition; [`context`]: build contexts.
+//! - [`spec`]: the candidate's definition; [`context`]: build contexts;
+//!   [`pull`]: the image from its registry, before anything changes, with
+//!   the login from the Docker config ([`credentials`]).
 //! - [`docker`]: the engine trait; [`bollard_engine`]: the real engine, the
 //!   only module naming bollard; [`docker_host`]: which engine the
 //!   environment names, refused when swap cannot talk to it as asked; [`memory`]: an in-memory engine for
@@ -24,12 +26,14 @@ pub mod app;
 pub mod bollard_engine;
 pub mod cli;
 pub mod context;
+pub mod credentials;
 pub mod deploy;
 pub mod docker;
 pub mod docker_host;
 pub mod error;
 pub mod health;
 pub mod memory;
+pub mod pull;
 pub mod query;
 pub mod record;
 pub mod recover;

@@ -45,7 +45,7 @@ use tokio::time::Instant;
 
 use crate::docker::{
     Attachment, BuildProgress, Container, Definition, Engine, EngineError, EngineResult, Image, Mount, Network,
-    RestartPolicy,
+    PullEvent, PullProgress, RegistryAuth, RestartPolicy,
 };
 
 /// How the process in an image behaves once started.
@@ -323,6 +323,8 @@ struct State {
     orphan_grace: Duration,
     /// Requests of a dead process still on their way.
     orphans: Orphans,
+    /// The image registries `pull` copies from.
+    registry: Registry,
 }
 
 /// Requests a dead process sent that the daemon has not applied yet: when
@@ -337,6 +339,55 @@ impl std::fmt::Debug for Orphans {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_list().entries(self.0.iter().map(|(at, n, _)| (at, n))).finish()
     }
+}
+
+/// What the path to a registry does to the next pull, set with
+/// [`MemoryEngine::fail_pulls`]. The messages are the daemon's own (Docker
+/// 20.10 answering `POST /images/create`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PullFault {
+    /// Nothing listens: "connect: connection refused".
+    Refused,
+    /// The connection is cut: "connection reset by peer".
+    Reset,
+    /// The registry answers 503.
+    ServerError,
+    /// The registry accepts and never answers: the call never returns.
+    Stall,
+}
+
+/// The images "in a registry" that `pull` copies from.
+#[derive(Debug, Default)]
+struct Registry {
+    /// Pushed images by normalised reference.
+    images: BTreeMap<String, Pushed>,
+    /// `(user, password)` a pull must present, when the registry needs a login.
+    login: Option<(String, String)>,
+    /// Faults for the next pulls, in order.
+    faults: std::collections::VecDeque<PullFault>,
+    /// Every pull's reference and whether it carried credentials.
+    pulls: Vec<(String, bool)>,
+}
+
+/// An image pushed to the simulated registry.
+#[derive(Debug, Clone)]
+struct Pushed {
+    /// The image id a pull creates.
+    id: String,
+    /// Its manifest digest.
+    digest: String,
+    /// Its `Config` object.
+    config: Map<String, Value>,
+    /// How its containers behave.
+    behaviour: ImageBehaviour,
+}
+
+/// How a simulated pull ended inside the daemon.
+enum PullEnd {
+    /// The image is on the engine; the manifest digest.
+    Pulled(String),
+    /// The registry never answers.
+    Stalled,
 }
 
 /// The `Config` a built or added image gets when none is given.
@@ -378,6 +429,7 @@ impl MemoryEngine {
             last_stamp: 0,
             orphan_grace: Duration::from_secs(3),
             orphans: Orphans::default(),
+            registry: Registry::default(),
         };
         let id = state.new_hex();
         state.networks.push(Net { id, name: "bridge".into(), driver: "bridge".into(), torn_down_until: 0 });
@@ -408,6 +460,31 @@ impl MemoryEngine {
         config: Map<String, Value>,
     ) -> String {
         self.lock().add_image(Some(reference), behaviour, config)
+    }
+
+    /// Puts an image in the simulated registry under `reference` (moving
+    /// the tag there if it was pushed before); returns its manifest digest.
+    /// The engine does not have it until a `pull`.
+    pub fn push_to_registry(&self, reference: &str, behaviour: ImageBehaviour, config: Map<String, Value>) -> String {
+        let mut s = self.lock();
+        let (id, digest) = (format!("sha256:{}", s.new_hex()), format!("sha256:{}", s.new_hex()));
+        s.registry.images.insert(normalise_ref(reference), Pushed { id, digest: digest.clone(), config, behaviour });
+        digest
+    }
+
+    /// Makes the simulated registry refuse pulls without this login.
+    pub fn require_login(&self, user: &str, password: &str) {
+        self.lock().registry.login = Some((user.to_string(), password.to_string()));
+    }
+
+    /// Faults for the next pulls, one per pull, in order.
+    pub fn fail_pulls(&self, faults: impl IntoIterator<Item = PullFault>) {
+        self.lock().registry.faults.extend(faults);
+    }
+
+    /// Every pull so far: reference, and whether it carried credentials.
+    pub fn pulls(&self) -> Vec<(String, bool)> {
+        self.lock().registry.pulls.clone()
     }
 
     /// A healthcheck `Config` fragment: `{"Healthcheck": {"Test": ["CMD", "/app", "health"]}}`
@@ -822,6 +899,55 @@ impl State {
         let ns = Instant::now().duration_since(self.epoch).as_nanos().max(self.last_stamp + 1000);
         self.last_stamp = ns;
         rfc3339(1_767_225_600 + (ns / 1_000_000_000) as i64, (ns % 1_000_000_000) as u32)
+    }
+
+    /// A pull as the daemon does it: reach the registry, authenticate,
+    /// find the manifest, then tag the image locally.
+    fn pull(&mut self, reference: &str, login: Option<(String, String)>) -> EngineResult<PullEnd> {
+        let tag = normalise_ref(reference);
+        let registry = reference.split('/').next().unwrap_or_default().to_string();
+        self.registry.pulls.push((tag.clone(), login.is_some()));
+        match self.registry.faults.pop_front() {
+            Some(PullFault::Refused) => {
+                return Err(EngineError::Daemon(format!(
+                    "Get \"http://{registry}/v2/\": dial tcp {registry}: connect: connection refused"
+                )))
+            }
+            Some(PullFault::Reset) => {
+                return Err(EngineError::Daemon(format!(
+                "Get \"http://{registry}/v2/\": read tcp 127.0.0.1:40000->{registry}: read: connection reset by peer"
+            )))
+            }
+            Some(PullFault::ServerError) => {
+                return Err(EngineError::Daemon("received unexpected HTTP status: 503 Service Unavailable".into()))
+            }
+            Some(PullFault::Stall) => return Ok(PullEnd::Stalled),
+            None => {}
+        }
+        if self.registry.login.is_some() && self.registry.login != login {
+            let path = tag.split_once('/').map(|(_, p)| p.replace(':', "/manifests/")).unwrap_or_default();
+            return Err(EngineError::Daemon(format!(
+                "Head \"http://{registry}/v2/{path}\": no basic auth credentials"
+            )));
+        }
+        let Some(pushed) = self.registry.images.get(&tag).cloned() else {
+            return Err(EngineError::NotFound(format!(
+                "manifest for {tag} not found: manifest unknown: manifest unknown"
+            )));
+        };
+        for img in &mut self.images {
+            img.tags.retain(|t| *t != tag);
+        }
+        match self.images.iter_mut().find(|i| i.id == pushed.id) {
+            Some(img) => img.tags.push(tag),
+            None => self.images.push(Img {
+                id: pushed.id.clone(),
+                tags: vec![tag],
+                config: pushed.config.clone(),
+                behaviour: pushed.behaviour.clone(),
+            }),
+        }
+        Ok(PullEnd::Pulled(pushed.digest))
     }
 
     fn add_image(&mut self, reference: Option<&str>, behaviour: ImageBehaviour, config: Map<String, Value>) -> String {
@@ -1402,6 +1528,24 @@ impl Engine for MemoryEngine {
     async fn logs_tail(&self, id: &str, lines: usize) -> EngineResult<Vec<String>> {
         let id = id.to_string();
         self.call("logs_tail", format!("{id} {lines}"), move |s| s.logs_tail(&id, lines)).await
+    }
+
+    async fn pull(
+        &self,
+        reference: &str,
+        auth: Option<&RegistryAuth>,
+        progress: PullProgress<'_>,
+    ) -> EngineResult<Option<String>> {
+        let reference = reference.to_string();
+        let login = auth.map(|a| (a.username.clone().unwrap_or_default(), a.password.clone().unwrap_or_default()));
+        let end = self.call("pull", reference.clone(), move |s| s.pull(&reference, login)).await?;
+        match end {
+            PullEnd::Pulled(digest) => {
+                progress(&PullEvent { layer: None, status: format!("Digest: {digest}"), current: None, total: None });
+                Ok(Some(digest))
+            }
+            PullEnd::Stalled => std::future::pending().await,
+        }
     }
 
     async fn build(

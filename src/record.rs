@@ -154,6 +154,26 @@ pub struct Begin {
     pub volumes: Vec<crate::docker::Mount>,
     /// Health gate limit, seconds.
     pub health_timeout_s: u64,
+    /// What was pulled for this deploy, before it began; absent when
+    /// nothing was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pulled: Option<Pulled>,
+}
+
+/// An image pulled from its registry before a deploy began.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pulled {
+    /// The reference as given (`ghcr.io/acme/web:1.5`).
+    pub reference: String,
+    /// The image id it resolved to on the engine.
+    pub image_id: String,
+    /// `repository@sha256:…`, the manifest digest the registry served.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repo_digest: Option<String>,
+    /// Attempts it took.
+    pub attempts: u32,
+    /// How long the pull took, retries included, in milliseconds.
+    pub ms: u64,
 }
 
 /// The previously serving container, as found at the start of a deploy.

@@ -6,6 +6,9 @@
 //! One object per line, each with an `"event"` field:
 //! - `plan`: `app`, `deploy`, `steps` (descriptions), `old` (container id or
 //!   null), `image`; printed before anything changes (and alone with `--dry-run`).
+//! - `pull`: `status` (`start`, `layer`, `done`), `reference`, `registry`;
+//!   per layer `layer`, `layer_status`, `current`, `total`; when done
+//!   `image_id`, `repo_digest`, `bytes`, `attempts`, `ms`.
 //! - `step`: `step` (name), `description`, `status` (`done`, `failed`),
 //!   `ms`, `output` (an id or null), and `error` when it failed.
 //! - `undo`: `step`, `description`, `status`, `ms`.
@@ -16,7 +19,7 @@
 //! - `decision` (`recover --dry-run`): `app`, `deploy`, `decision`, `why`,
 //!   `evidence`.
 //! - `result`: `outcome` (`ok` or a failure kind: `rolled_back`,
-//!   `bad_input`, `locked`, `halted`, `incomplete`), `exit_code`, `message`.
+//!   `bad_input`, `locked`, `halted`, `incomplete`, `unavailable`), `exit_code`, `message`.
 //!
 //! `docs/json-output.md` holds the schemas and their stability promise.
 //!
@@ -71,6 +74,15 @@ impl Report {
         }
         if self.verbosity >= 1 {
             let _ = writeln!(std::io::stderr().lock(), "{}", human.as_ref());
+        }
+    }
+
+    /// A JSON-only event (pull progress), printed with `--json`.
+    pub fn json_only(&self, value: Value) {
+        if self.json {
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "{value}");
+            let _ = out.flush();
         }
     }
 

@@ -221,6 +221,15 @@ impl Engine for Probe {
         self.note();
         self.mem.build(context_tar, dockerfile, tag, progress).await
     }
+    async fn pull(
+        &self,
+        reference: &str,
+        auth: Option<&swap::docker::RegistryAuth>,
+        progress: swap::docker::PullProgress<'_>,
+    ) -> EngineResult<Option<String>> {
+        self.note();
+        self.mem.pull(reference, auth, progress).await
+    }
 }
 
 struct World {
@@ -264,6 +273,8 @@ fn request(image: &str, overrides: Overrides) -> Request {
         lock_wait: None,
         dry_run: false,
         command: "deploy".into(),
+        pull: Default::default(),
+        if_changed: false,
     }
 }
 

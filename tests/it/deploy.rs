@@ -504,7 +504,7 @@ fn image_that_does_not_exist_is_refused_and_nothing_changes() {
     let before = all_ids_of(app.name());
     let begins = of_kind(&journal(&app), "begin").len();
 
-    let out = app.swap(&["deploy", app.name(), "--image", "swap-demo:nope"]);
+    let out = app.swap(&["deploy", app.name(), "--image", "swap-demo:nope", "--pull", "never"]);
     assert_exit(&out, 2);
     assert!(stderr(&out).contains("swap-demo:nope"), "{}", describe(&out));
     assert_serving(app.name(), port, "v1");

@@ -9,5 +9,6 @@ mod deploy;
 mod dockerignore;
 mod faults;
 mod ops;
+mod registry;
 mod services;
 mod smoke;

@@ -221,7 +221,7 @@ const STEP_NAMES: &[&str] = &[
     "remove_old",
 ];
 const OUTCOMES: &[&str] = &["deployed", "rolled_back", "halted", "unfinished"];
-const RESULT_OUTCOMES: &[&str] = &["ok", "rolled_back", "bad_input", "locked", "halted", "incomplete"];
+const RESULT_OUTCOMES: &[&str] = &["ok", "rolled_back", "bad_input", "locked", "halted", "incomplete", "unavailable"];
 
 const STATUS: Ty = Ty::Obj(&[req!("apps", Ty::Arr(&STATUS_APP))]);
 const STATUS_APP: Ty = Ty::Obj(&[
@@ -318,6 +318,16 @@ fn payload_fields(kind: &str) -> Option<&'static [F]> {
             req!("ports", STRS),
             req!("env_keys", STRS),
             req!("health_timeout_s", Ty::Uint),
+            opt!(
+                "pulled",
+                Ty::Obj(&[
+                    req!("reference", Ty::Str),
+                    req!("image_id", Ty::ImageId),
+                    opt!("repo_digest", Ty::Str),
+                    req!("attempts", Ty::Uint),
+                    req!("ms", Ty::Uint),
+                ]),
+            ),
         ],
         "intent" | "undo_intent" => &[req!("step", Ty::Step)],
         "done" => &[req!("step", Ty::Step), opt!("output", Ty::Str), req!("ms", Ty::Uint)],
@@ -381,6 +391,20 @@ fn event_fields(event: &str) -> Option<&'static [F]> {
             opt!("error", Ty::Str),
         ],
         "health" => &[req!("passed", Ty::Bool), req!("outcome", Ty::Str), req!("ms", Ty::Uint), opt!("logs", STRS)],
+        "pull" => &[
+            req!("status", Ty::Enum(&["start", "layer", "done"])),
+            opt!("reference", Ty::Str),
+            opt!("registry", Ty::Str),
+            opt!("layer", Ty::Str),
+            opt!("layer_status", Ty::Str),
+            opt!("current", Ty::Null(&Ty::Uint)),
+            opt!("total", Ty::Null(&Ty::Uint)),
+            opt!("image_id", Ty::ImageId),
+            opt!("repo_digest", Ty::Null(&Ty::Str)),
+            opt!("bytes", Ty::Uint),
+            opt!("attempts", Ty::Uint),
+            opt!("ms", Ty::Uint),
+        ],
         "commit" => &[req!("container", Ty::ContainerId)],
         "undo" => &[
             req!("step", Ty::Enum(STEP_NAMES)),

@@ -27,6 +27,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod registry;
+
 /// Every image the demo build produces (`swap-demo:<tag>`), see
 /// `demo/build-images.sh`.
 pub const IMAGE_TAGS: [&str; 6] = ["v1", "v2", "crash", "unhealthy", "plain-v1", "plain-v2"];
