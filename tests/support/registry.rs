@@ -46,6 +46,7 @@ impl Registry {
     }
 
     fn launch(auth: Option<(String, String)>) -> Registry {
+        install_packages();
         let program = which("docker-registry").unwrap_or_else(|| {
             panic!(
                 "docker-registry is not installed; the registry tests need Debian's docker-registry and \
@@ -211,6 +212,32 @@ impl Drop for Registry {
             let _ = docker_output(&["rmi", "-f", &id]);
         }
     }
+}
+
+/// Installs Debian's `docker-registry` and `apache2-utils` when either
+/// program is missing, so the test command works on a fresh machine (as
+/// `.ci/run` does before the tests); once per machine, under the fixture
+/// lock. A failed install is left to the caller's clear panic.
+fn install_packages() {
+    if which("docker-registry").is_some() && which("htpasswd").is_some() {
+        return;
+    }
+    super::with_lock("registry-packages", || {
+        if which("docker-registry").is_some() && which("htpasswd").is_some() {
+            return;
+        }
+        let install = || {
+            Command::new("apt-get")
+                .args(["install", "-y", "docker-registry", "apache2-utils"])
+                .env("DEBIAN_FRONTEND", "noninteractive")
+                .output()
+                .is_ok_and(|o| o.status.success())
+        };
+        if !install() {
+            let _ = Command::new("apt-get").arg("update").output();
+            install();
+        }
+    });
 }
 
 fn which(program: &str) -> Option<PathBuf> {
