@@ -142,7 +142,7 @@ async fn dispatch(command: Command, state: &StateDir, report: &Report) -> Result
         Command::Journal(JournalCommand::Verify(a)) => query::verify(state, &a.app, report),
         Command::Journal(JournalCommand::Compact(a)) => {
             spec::validate_app(&a.app).map_err(Failure::BadInput)?;
-            query::compact(state, &a.app, a.keep, a.lock_wait.map(Duration::from_secs), report).await
+            crate::compact::compact(state, &a.app, a.keep, a.lock_wait.map(Duration::from_secs), report).await
         }
         Command::Completions(a) => {
             let mut cmd = <Cli as clap::CommandFactory>::command();

@@ -289,14 +289,14 @@ pub async fn deploy<E: Engine>(
     if let Some((_, copy)) = &opened.repaired {
         report.note(format!("repaired a torn journal tail (original kept at {})", copy.display()));
     }
-    if let Some(unfinished) = recover::unfinished(&opened.records) {
+    if let Some(unfinished) = crate::history::unfinished(&opened.records) {
         report.note(format!("deploy {unfinished} was left unfinished; recovering it first"));
         recover::resume(engine, &mut journal, &opened.records, &unfinished, report).await?;
     }
     let rollback;
     let req = match &req.source {
         Source::Rollback { to } => {
-            let image = crate::query::rollback_image(state, &req.app, to.as_deref())?;
+            let image = crate::history::rollback_image(state, &req.app, to.as_deref())?;
             report.note(format!("rolling {} back to image {}", req.app, short(&image)));
             rollback = Request { source: Source::Image(image), ..req.clone() };
             &rollback

@@ -4,27 +4,33 @@
 //! journal, observes Docker, and finishes or rolls back the deploy.
 //!
 //! # Layout
-//! - [`cli`]: the flags as typed; [`app`]: validated into requests, run,
-//!   mapped to exit codes ([`error`]).
-//! - [`deploy`]: observe, plan, then execute; [`recover`]: finish or reverse
-//!   an unfinished deploy; [`query`]: the read-only commands.
-//! - [`step`]: each step's observe / apply / compensate; [`run`]: their
-//!   journaled execution; [`health`]: the gate before the commit point.
-//! - [`record`]: the journal's payload; the journal itself is the `journal`
-//!   crate, which knows nothing of Docker.
-//! - [`spec`]: the candidate's definition; [`context`]: build contexts;
-//!   [`pull`]: the image from its registry, before anything changes, with
-//!   the login from the Docker config ([`credentials`]).
-//! - [`docker`]: the engine trait; [`bollard_engine`]: the real engine, the
-//!   only module naming bollard; [`docker_host`]: which engine the
-//!   environment names, refused when swap cannot talk to it as asked; [`memory`]: an in-memory engine for
-//!   exhaustive crash simulation.
-//! - [`report`]: human and JSON progress; [`state`]: the state directory;
-//!   [`signal`]: Ctrl-C ends a deploy with a rollback, not a crash.
+//! - The command line: [`cli`] (the flags as typed); [`app`] (validated into
+//!   requests, run, mapped to exit codes by [`error`]).
+//! - The deploy pipeline: [`deploy`] (observe, plan, then execute);
+//!   [`step`] (each step's observe / apply / compensate); [`run`] (their
+//!   journaled execution, and the wait for a call in flight); [`health`]
+//!   (the gate before the commit point); [`recover`] (finish or reverse an
+//!   unfinished deploy); [`spec`] (the candidate's definition, cloned);
+//!   [`context`] (build contexts); [`pull`] (the image from its registry,
+//!   before anything changes, with the login from [`credentials`]).
+//! - The journal's story: [`record`] (its payload; the journal itself is
+//!   the `journal` crate, which knows nothing of Docker); [`history`]
+//!   (records turned into deploys, the unfinished one, recovery's inputs);
+//!   [`query`] (the read-only commands) and [`render`] (how they look);
+//!   [`compact`] (the one journal command that writes).
+//! - The engine boundary: [`docker`] (the engine trait); [`bollard_engine`]
+//!   (the real engine, the only module naming bollard); [`docker_host`]
+//!   (which engine the environment names, refused when swap cannot talk to
+//!   it as asked); [`memory`] (an in-memory engine for exhaustive crash
+//!   simulation).
+//! - The process: [`report`] (human and JSON progress); [`state`] (the
+//!   state directory); [`signal`] (Ctrl-C ends a deploy with a rollback, not
+//!   a crash; a hangup changes nothing).
 
 pub mod app;
 pub mod bollard_engine;
 pub mod cli;
+pub mod compact;
 pub mod context;
 pub mod credentials;
 pub mod deploy;
@@ -32,11 +38,13 @@ pub mod docker;
 pub mod docker_host;
 pub mod error;
 pub mod health;
+pub mod history;
 pub mod memory;
 pub mod pull;
 pub mod query;
 pub mod record;
 pub mod recover;
+pub mod render;
 pub mod report;
 pub mod run;
 pub mod signal;

@@ -13,7 +13,8 @@ use serde_json::json;
 
 use crate::docker::Engine;
 use crate::error::Failure;
-use crate::record::{Begin, Event, Outcome, RunInfo};
+use crate::history::{decide, unfinished, Decision};
+use crate::record::{Event, Outcome, RunInfo};
 use crate::report::Report;
 use crate::run::{retry_unreachable, Phase, Run};
 use crate::state::StateDir;
@@ -30,40 +31,6 @@ pub enum Recovered {
     Forward(String),
     /// `--dry-run`: the decision was printed, nothing changed.
     DryRun,
-}
-
-/// The unfinished deploy in a journal: the last one that began and did not end.
-pub fn unfinished(records: &[journal::Record<Event>]) -> Option<String> {
-    let last_begin = records.iter().rev().find(|r| matches!(r.data, Event::Begin(_)))?;
-    let ended = records.iter().any(|r| r.group == last_begin.group && matches!(r.data, Event::End { .. }));
-    (!ended).then(|| last_begin.group.clone())
-}
-
-/// The decision for an unfinished deploy, and the evidence for it.
-#[derive(Debug, Clone)]
-struct Decision {
-    begin: Begin,
-    /// Steps whose intent is durable, in order.
-    intended: Vec<Step>,
-    /// The committed candidate, when the commit record is durable.
-    committed: Option<String>,
-}
-
-fn decide(records: &[journal::Record<Event>], deploy: &str) -> Result<Decision, Failure> {
-    let mine = records.iter().filter(|r| r.group == deploy);
-    let mut begin = None;
-    let mut intended: Vec<Step> = vec![];
-    let mut committed = None;
-    for r in mine {
-        match &r.data {
-            Event::Begin(b) => begin = Some(b.clone()),
-            Event::Intent { step } if !intended.contains(step) => intended.push(step.clone()),
-            Event::Commit { container } => committed = Some(container.clone()),
-            _ => {}
-        }
-    }
-    let begin = begin.ok_or_else(|| Failure::Halted(format!("deploy {deploy} has no begin record")))?;
-    Ok(Decision { begin, intended, committed })
 }
 
 /// Resumes an unfinished deploy under the journal's lock.

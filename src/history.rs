@@ -1,0 +1,183 @@
+//! What an app's journal says happened: its deploys summarised, the
+//! unfinished one, and what recovery needs to decide about it. Pure
+//! functions of the records; the commands that print them are in
+//! [`crate::query`], the recovery that acts on them in [`crate::recover`].
+
+use serde::Serialize;
+
+use crate::error::Failure;
+use crate::record::{Begin, Event, Outcome};
+use crate::state::StateDir;
+use crate::step::Step;
+
+/// The records of a journal, in order.
+pub type Records = Vec<journal::Record<Event>>;
+
+/// Reads an app's journal without the lock, tolerating a torn tail: what
+/// the read-only commands show while a deploy runs.
+pub fn load(state: &StateDir, app: &str) -> Result<Records, Failure> {
+    crate::spec::validate_app(app).map_err(Failure::BadInput)?;
+    let path = state.journal(app);
+    if !path.exists() {
+        return Err(Failure::BadInput(format!("no journal for {app} at {}", path.display())));
+    }
+    Ok(journal::read::<Event>(&path)?.records)
+}
+
+/// How a deploy stands, as its records tell it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Standing {
+    /// It ended with the candidate serving.
+    Deployed,
+    /// It ended with the old version serving again.
+    RolledBack,
+    /// Recovery halted on it; an operator is needed.
+    Halted,
+    /// It began and has not ended: `swap recover` finishes it.
+    Unfinished,
+}
+
+impl Standing {
+    /// The word shown and written to `--json`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Standing::Deployed => "deployed",
+            Standing::RolledBack => "rolled_back",
+            Standing::Halted => "halted",
+            Standing::Unfinished => "unfinished",
+        }
+    }
+}
+
+/// One deploy, summarised from its records.
+#[derive(Debug, Clone)]
+pub struct Summary {
+    /// The deploy id.
+    pub deploy: String,
+    /// When it began (ms since the epoch).
+    pub began_ms: u64,
+    /// When its last record was written.
+    pub last_ms: u64,
+    /// The command that ran it.
+    pub command: String,
+    /// Image id serving before.
+    pub from_image: Option<String>,
+    /// Image deployed (reference and id as far as known).
+    pub to_image: String,
+    /// How it stands.
+    pub outcome: Standing,
+    /// Why it did not deploy.
+    pub reason: Option<String>,
+    /// Milliseconds from stopping the old container to the candidate started.
+    pub outage_ms: Option<u64>,
+}
+
+/// Summarises every deploy in a journal, oldest first.
+pub fn summaries(records: &Records) -> Vec<Summary> {
+    let mut out: Vec<Summary> = vec![];
+    for r in records {
+        if let Event::Begin(b) = &r.data {
+            out.push(Summary {
+                deploy: r.group.clone(),
+                began_ms: r.ts_ms,
+                last_ms: r.ts_ms,
+                command: b.run.command.clone(),
+                from_image: b.old.as_ref().map(|o| o.image_id.clone()),
+                to_image: b.image_id.clone().unwrap_or_else(|| b.image.clone()),
+                outcome: Standing::Unfinished,
+                reason: None,
+                outage_ms: None,
+            });
+            continue;
+        }
+        let Some(s) = out.iter_mut().rev().find(|s| s.deploy == r.group) else { continue };
+        s.last_ms = r.ts_ms;
+        match &r.data {
+            Event::Done { step: Step::Build { .. }, output: Some(id), .. } => s.to_image = id.clone(),
+            Event::Done { step: Step::CreateCandidate { image, .. }, .. } => s.to_image = image.clone(),
+            Event::Intent { step: Step::StopOld { .. } } => s.outage_ms = Some(r.ts_ms),
+            Event::Done { step: Step::StartCandidate { .. }, .. } => {
+                if let Some(start) = s.outage_ms {
+                    s.outage_ms = Some(r.ts_ms.saturating_sub(start));
+                }
+            }
+            Event::Halt { reason } => {
+                s.outcome = Standing::Halted;
+                s.reason = Some(reason.clone());
+            }
+            Event::End { outcome, reason } => {
+                s.outcome = match outcome {
+                    Outcome::Deployed => Standing::Deployed,
+                    Outcome::RolledBack => Standing::RolledBack,
+                };
+                s.reason = reason.clone();
+            }
+            _ => {}
+        }
+    }
+    // An outage start never matched by a started candidate is no measurement.
+    for s in &mut out {
+        if s.outage_ms.is_some_and(|v| v > 1_000_000_000) {
+            s.outage_ms = None;
+        }
+    }
+    out
+}
+
+/// The unfinished deploy in a journal: the last one that began and did not end.
+pub fn unfinished(records: &[journal::Record<Event>]) -> Option<String> {
+    let last_begin = records.iter().rev().find(|r| matches!(r.data, Event::Begin(_)))?;
+    let ended = records.iter().any(|r| r.group == last_begin.group && matches!(r.data, Event::End { .. }));
+    (!ended).then(|| last_begin.group.clone())
+}
+
+/// What recovery decides an unfinished deploy from.
+#[derive(Debug, Clone)]
+pub struct Decision {
+    /// The deploy's plan.
+    pub begin: Begin,
+    /// Steps whose intent is durable, in order.
+    pub intended: Vec<Step>,
+    /// The committed candidate, when the commit record is durable.
+    pub committed: Option<String>,
+}
+
+/// The decision inputs for deploy `deploy`.
+pub fn decide(records: &[journal::Record<Event>], deploy: &str) -> Result<Decision, Failure> {
+    let mine = records.iter().filter(|r| r.group == deploy);
+    let mut begin = None;
+    let mut intended: Vec<Step> = vec![];
+    let mut committed = None;
+    for r in mine {
+        match &r.data {
+            Event::Begin(b) => begin = Some(b.clone()),
+            Event::Intent { step } if !intended.contains(step) => intended.push(step.clone()),
+            Event::Commit { container } => committed = Some(container.clone()),
+            _ => {}
+        }
+    }
+    let begin = begin.ok_or_else(|| Failure::Halted(format!("deploy {deploy} has no begin record")))?;
+    Ok(Decision { begin, intended, committed })
+}
+
+/// The image `swap rollback` deploys: the one serving before the last
+/// successful deploy, or before the given one.
+pub fn rollback_image(state: &StateDir, app: &str, to: Option<&str>) -> Result<String, Failure> {
+    let records = load(state, app)?;
+    let list = summaries(&records);
+    let pick = match to {
+        Some(d) => list
+            .iter()
+            .find(|s| s.deploy == d)
+            .ok_or_else(|| Failure::BadInput(format!("no deploy {d} in the journal of {app}")))?,
+        None => list
+            .iter()
+            .rev()
+            .find(|s| s.outcome == Standing::Deployed)
+            .ok_or_else(|| Failure::BadInput(format!("{app} has no successful deploy to roll back")))?,
+    };
+    pick.from_image.clone().ok_or_else(|| {
+        Failure::BadInput(format!("deploy {} of {app} was a first deploy: there is no earlier image", pick.deploy))
+    })
+}
