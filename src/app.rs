@@ -20,6 +20,7 @@ use crate::state::{fault_from_env, StateDir};
 
 /// Runs a command; returns the exit code.
 pub fn run(cli: Cli) -> u8 {
+    crate::render::set_colour(cli.color);
     let report = Report::new(cli.json, if cli.quiet { 0 } else { 1 + cli.verbose });
     let state = StateDir { root: cli.state_dir.clone().unwrap_or_else(StateDir::default_root) };
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
@@ -44,9 +45,8 @@ fn finish(report: &Report, result: Result<String, Failure>) -> u8 {
         }
         Err(f) => {
             let code = f.exit_code();
-            report.emit(
+            report.json_only(
                 json!({"event": "result", "outcome": f.kind(), "exit_code": code, "message": f.to_string()}),
-                String::new(),
             );
             crate::report::stderr_line(&format!("swap: error: {f}"));
             code
@@ -55,11 +55,15 @@ fn finish(report: &Report, result: Result<String, Failure>) -> u8 {
 }
 
 async fn dispatch(command: Command, state: &StateDir, report: &Report) -> Result<String, Failure> {
-    let fault = fault_from_env()?;
-    if matches!(
+    // Only the commands that append to a journal can be crashed by it (or
+    // refuse a malformed `SWAP_CRASH_AT`); they are also the ones a signal
+    // must not cut short.
+    let writes = matches!(
         command,
         Command::Deploy(_) | Command::Rollback(_) | Command::Recover(_) | Command::Journal(JournalCommand::Compact(_))
-    ) {
+    );
+    let fault = if writes { fault_from_env()? } else { None };
+    if writes {
         crate::signal::install();
     }
     match command {
@@ -120,10 +124,10 @@ async fn dispatch(command: Command, state: &StateDir, report: &Report) -> Result
                 app: args.app.clone(),
                 source: Source::Rollback { to: args.to.clone() },
                 overrides: Overrides::default(),
-                health_timeout: Duration::from_secs(args.health_timeout),
-                settle: Duration::from_secs(2),
-                stop_timeout: Duration::from_secs(args.stop_timeout),
-                lock_wait: args.lock_wait.map(Duration::from_secs),
+                health_timeout: Duration::from_secs(args.timing.health_timeout),
+                settle: settle(&args.timing)?,
+                stop_timeout: Duration::from_secs(args.timing.stop_timeout),
+                lock_wait: args.timing.lock_wait.map(Duration::from_secs),
                 dry_run: false,
                 command: "rollback".into(),
                 // The target is an image id: nothing to pull by.
@@ -152,8 +156,19 @@ async fn dispatch(command: Command, state: &StateDir, report: &Report) -> Result
             crate::report::stdout_bytes(&script);
             Ok(String::new())
         }
-        Command::Man => {
-            let cmd = <Cli as clap::CommandFactory>::command();
+        Command::Man(args) => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            cmd.build();
+            let mut name = String::from("swap");
+            for word in &args.command {
+                let sub = cmd.find_subcommand(word).cloned().ok_or_else(|| {
+                    Failure::BadInput(format!("`{name} {word}` is not a command; see `{name} --help`"))
+                })?;
+                name = format!("{name}-{word}");
+                // clap names are `&'static str`; one page per process.
+                let page_name: &'static str = Box::leak(name.clone().into_boxed_str());
+                cmd = sub.name(page_name);
+            }
             let mut page = Vec::new();
             clap_mangen::Man::new(cmd)
                 .render(&mut page)
@@ -172,6 +187,14 @@ async fn connect() -> Result<BollardEngine, Failure> {
     let engine = BollardEngine::connect_to(&host).map_err(|e| Failure::Incomplete(format!("{e}; nothing changed")))?;
     engine.ping().await.map_err(|e| Failure::Incomplete(format!("{e}; nothing changed")))?;
     Ok(engine)
+}
+
+/// `--settle` as a duration, refused unless it is a number of seconds ≥ 0.
+fn settle(timing: &crate::cli::TimingArgs) -> Result<Duration, Failure> {
+    if !(timing.settle.is_finite() && timing.settle >= 0.0) {
+        return Err(Failure::BadInput(format!("--settle {}: expected seconds ≥ 0", timing.settle)));
+    }
+    Ok(Duration::from_secs_f64(timing.settle))
 }
 
 /// Checks every flag of a deploy before anything is touched.
@@ -227,20 +250,18 @@ pub fn validate_deploy(args: &DeployArgs) -> Result<Request, Failure> {
                         image itself (refresh a cached one with `docker pull`); nothing changed"
             .into()));
     }
-    if !(args.settle.is_finite() && args.settle >= 0.0) {
-        return Err(bad(format!("--settle {}: expected seconds ≥ 0", args.settle)));
-    }
-    if args.health_timeout == 0 {
+    let settle = settle(&args.timing)?;
+    if args.timing.health_timeout == 0 {
         return Err(bad("--health-timeout must be at least 1 second".into()));
     }
     Ok(Request {
         app: args.app.clone(),
         source,
         overrides,
-        health_timeout: Duration::from_secs(args.health_timeout),
-        settle: Duration::from_secs_f64(args.settle),
-        stop_timeout: Duration::from_secs(args.stop_timeout),
-        lock_wait: args.lock_wait.map(Duration::from_secs),
+        health_timeout: Duration::from_secs(args.timing.health_timeout),
+        settle,
+        stop_timeout: Duration::from_secs(args.timing.stop_timeout),
+        lock_wait: args.timing.lock_wait.map(Duration::from_secs),
         dry_run: args.dry_run,
         command: "deploy".into(),
         if_changed: args.if_changed,

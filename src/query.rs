@@ -106,7 +106,10 @@ pub fn verify(state: &StateDir, app: &str, report: &Report) -> Result<String, Fa
     }
     match r.tail {
         journal::Tail::Clean if report.is_json() => Ok(String::new()),
-        journal::Tail::Clean => Ok(format!("{}: {} records, {} bytes, sound", path.display(), r.records, r.bytes)),
+        journal::Tail::Clean => {
+            outln!("{}: {} records, {} bytes, sound", path.display(), r.records, r.bytes);
+            Ok(String::new())
+        }
         journal::Tail::Torn { offset, line, len } => Err(Failure::Halted(format!(
             "{}: torn tail of {len} bytes at byte {offset} (line {line}) after {} sound records; `swap recover {app}` repairs it",
             path.display(),

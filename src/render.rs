@@ -43,12 +43,13 @@ pub enum Colour {
 }
 
 impl Colour {
-    fn code(self) -> &'static str {
+    fn style(self) -> anstyle::Style {
+        use anstyle::{AnsiColor, Style};
         match self {
-            Colour::Plain => "",
-            Colour::Green => "\x1b[32m",
-            Colour::Red => "\x1b[31m",
-            Colour::Bold => "\x1b[1m",
+            Colour::Plain => Style::new(),
+            Colour::Green => AnsiColor::Green.on_default(),
+            Colour::Red => AnsiColor::Red.on_default(),
+            Colour::Bold => Style::new().bold(),
         }
     }
 }
@@ -140,14 +141,25 @@ pub fn wrap(text: &str, width: usize) -> Vec<String> {
     out
 }
 
-/// Colours a line only for a person at a terminal, and never with `NO_COLOR`.
+/// Sets `--color` for the rest of the process.
+pub fn set_colour(choice: crate::cli::ColorChoice) {
+    use crate::cli::ColorChoice;
+    let choice = match choice {
+        ColorChoice::Auto => anstream::ColorChoice::Auto,
+        ColorChoice::Always => anstream::ColorChoice::Always,
+        ColorChoice::Never => anstream::ColorChoice::Never,
+    };
+    choice.write_global();
+}
+
+/// Colours a line for stdout as `--color` says: with `auto` (the default)
+/// only at a terminal, never with `NO_COLOR`, always with `CLICOLOR_FORCE`.
 pub fn paint(colour: Colour, text: &str) -> String {
-    use std::io::IsTerminal;
     let wanted = colour != Colour::Plain
-        && std::io::stdout().is_terminal()
-        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+        && !matches!(anstream::AutoStream::choice(&std::io::stdout()), anstream::ColorChoice::Never);
     if wanted {
-        format!("{}{text}\x1b[0m", colour.code())
+        let style = colour.style();
+        format!("{}{text}{}", style.render(), style.render_reset())
     } else {
         text.to_string()
     }

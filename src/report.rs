@@ -47,7 +47,7 @@ pub fn stdout_bytes(bytes: &[u8]) {
 pub struct Report {
     /// Machine output on stdout.
     json: bool,
-    /// Human output level: 0 quiet, 1 normal, 2 verbose.
+    /// Human output level: 0 quiet, 1 normal, 2 `-v`, 3 `-vv`.
     verbosity: u8,
     /// Whether stderr is a terminal (for transient progress lines).
     tty: bool,
@@ -100,6 +100,14 @@ impl Report {
         }
     }
 
+    /// A human-only line shown with `-vv`: the journal's records as they
+    /// become durable.
+    pub fn trace(&self, human: impl AsRef<str>) {
+        if self.verbosity >= 3 {
+            let _ = writeln!(std::io::stderr().lock(), "{}", human.as_ref());
+        }
+    }
+
     /// A transient "still waiting" line, only on a terminal.
     pub fn waiting(&self, human: &str) {
         if self.tty && self.verbosity >= 1 {
@@ -118,6 +126,11 @@ impl Report {
     pub fn note(&self, message: impl AsRef<str>) {
         let m = message.as_ref();
         self.emit(serde_json::json!({"event": "note", "message": m}), format!("swap: {m}"));
+    }
+
+    /// Whether `-vv` asked for [`Report::trace`] lines.
+    pub fn tracing(&self) -> bool {
+        self.verbosity >= 3
     }
 
     /// Whether JSON goes to stdout.

@@ -81,7 +81,11 @@ impl<'a, E: Engine> Run<'a, E> {
                 self.journal.append(&self.deploy, Event::Hangup { at: crate::record::rfc3339(at_ms) })?;
             }
         }
+        let what = self.report.tracing().then(|| serde_json::to_string(&event).unwrap_or_default());
         self.journal.append(&self.deploy, event)?;
+        if let Some(what) = what {
+            self.report.trace(format!("    journal: {what}"));
+        }
         Ok(())
     }
 
