@@ -79,7 +79,7 @@ pub fn fault_from_env() -> Result<Option<Fault>, Failure> {
     match std::env::var("SWAP_CRASH_AT") {
         Ok(s) if !s.is_empty() => Fault::parse(&s)
             .map(Some)
-            .ok_or_else(|| Failure::BadInput(format!("SWAP_CRASH_AT={s:?}: expected after:N, before:N or torn:N"))),
+            .ok_or_else(|| Failure::BadInput(format!("SWAP_CRASH_AT={s:?}: expected after:N, before:N, torn:N or eio:N"))),
         _ => Ok(None),
     }
 }
