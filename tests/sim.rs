@@ -887,6 +887,80 @@ fn docker_errors_at_every_call() {
 }
 
 // ---------------------------------------------------------------------------
+// A journal that cannot be written (full or failing disk), without a crash
+// ---------------------------------------------------------------------------
+
+/// Records the unfaulted deploy of `sc` appends.
+async fn deploy_records(sc: Scenario) -> u64 {
+    let w = world(sc).await;
+    let before = records(&w).expect("journal").len();
+    let _ = deploy(&w.probe, &w.state, &candidate_request(sc), &Report::silent(), None).await;
+    (records(&w).expect("journal").len() - before) as u64
+}
+
+/// The append of record `n` of a re-deploy fails (`eio:N`: its
+/// `fdatasync` reports EIO). Right after the deploy, without `swap
+/// recover`: exit 5, the old or the new version serves under `APP` (the
+/// old one, with its restart policy, unless the deploy had committed, and
+/// always for a failing candidate), nothing named `APP--swap-*` runs, and
+/// the journal reads. Then `swap recover` settles it and changes nothing
+/// the second time.
+async fn journal_failure_on(w: &World, n: u64) -> Result<(), String> {
+    let req = candidate_request(w.sc);
+    let res = deploy(&w.probe, &w.state, &req, &Report::silent(), Some(journal::Fault::Eio(n))).await;
+    match &res {
+        Err(Failure::Incomplete(_)) => {}
+        other => return Err(format!("deploy ended with {other:?}, not exit 5")),
+    }
+    let recs = records(w)?;
+    let committed =
+        recs.iter().any(|r| Some(&r.group) != w.world_deploy.as_ref() && matches!(r.data, Event::Commit { .. }));
+    let all = w.mem.containers();
+    if let Some(c) = all.iter().find(|c| c.name.starts_with(STAGED) && c.running) {
+        return Err(format!("{} is running: {}", c.name, show(&all)));
+    }
+    let named: Vec<&Container> = all.iter().filter(|c| c.name == APP).collect();
+    let [c] = named[..] else { return Err(format!("not exactly one {APP}: {}", show(&all))) };
+    if !(c.running && c.status == "running") {
+        return Err(format!("{APP} is {}: {}", c.status, show(&all)));
+    }
+    let old = w.before.as_ref().ok_or("a re-deploy has an old container")?;
+    if committed {
+        if c.image_id != w.cand_image {
+            return Err(format!("committed, but {APP} is not the candidate: {}", show(&all)));
+        }
+    } else if c.id != old.id || c.restart_policy != old.restart_policy {
+        return Err(format!("not committed, but the old container is not restored: {}", show(&all)));
+    }
+    let r = recover_app(&w.probe, &w.state, APP, false, None, &Report::silent(), None).await;
+    if let Err(f) = r {
+        return Err(format!("recovery ended with exit {}: {f}", f.exit_code()));
+    }
+    check(w, None, false)?;
+    check_idempotent(w).await
+}
+
+#[test]
+fn journal_write_fails_at_every_record() {
+    let rt = runtime();
+    let t = std::time::Instant::now();
+    let mut tally = Tally::default();
+    let mut cases = 0;
+    for sc in Scenario::ALL.into_iter().filter(|sc| *sc != Scenario::First) {
+        let n = rt.block_on(deploy_records(sc));
+        assert!(n >= 10, "{sc:?}: only {n} records");
+        for k in 1..=n {
+            let w = rt.block_on(world(sc));
+            let r = rt.block_on(journal_failure_on(&w, k)).map(|()| Ran::default());
+            tally.record(format!("{sc:?} journal write fails at record {k} of {n}"), &w, &r);
+            cases += 1;
+        }
+    }
+    eprintln!("journal write failures: {cases} runs, {:.1} s", t.elapsed().as_secs_f64());
+    tally.finish("journal write fails at every record");
+}
+
+// ---------------------------------------------------------------------------
 // The restarted process is a new `swap deploy`: it recovers first
 // ---------------------------------------------------------------------------
 

@@ -580,6 +580,12 @@ impl<T: Serialize + DeserializeOwned> Journal<T> {
         Ok(dropped)
     }
 
+    /// Whether an earlier write, sync or compaction failed through this
+    /// handle, so nothing more will be written through it.
+    pub fn poisoned(&self) -> bool {
+        self.poisoned
+    }
+
     /// The journal file.
     pub fn path(&self) -> &Path {
         &self.path
