@@ -141,11 +141,17 @@ struct Probe {
     journal: PathBuf,
     /// Call number → journal length in bytes when the call was made.
     lens: Arc<Mutex<BTreeMap<u64, u64>>>,
+    /// Remove the journal file just before this call, as someone cleaning
+    /// up the state directory under a running deploy would.
+    unlink_at: Arc<Mutex<Option<u64>>>,
 }
 
 impl Probe {
     fn note(&self) {
         let n = self.mem.call_count() + 1;
+        if *self.unlink_at.lock().unwrap_or_else(|e| e.into_inner()) == Some(n) {
+            let _ = std::fs::remove_file(&self.journal);
+        }
         let len = file_len(&self.journal);
         self.lens.lock().unwrap_or_else(|e| e.into_inner()).insert(n, len);
     }
@@ -299,7 +305,8 @@ async fn world(sc: Scenario) -> World {
     mem.add_network("ovl", "overlay");
     let dir = tempdir();
     let state = StateDir { root: dir.path().join("state") };
-    let probe = Probe { mem: mem.clone(), journal: state.journal(APP), lens: Arc::default() };
+    let probe =
+        Probe { mem: mem.clone(), journal: state.journal(APP), lens: Arc::default(), unlink_at: Arc::default() };
     let mut world_deploy = None;
     if sc != Scenario::First {
         let req = request("app:v1", first_overrides(sc));
@@ -958,6 +965,67 @@ fn journal_write_fails_at_every_record() {
     }
     eprintln!("journal write failures: {cases} runs, {:.1} s", t.elapsed().as_secs_f64());
     tally.finish("journal write fails at every record");
+}
+
+/// The journal is removed under a running re-deploy just before engine
+/// call `k`. Before the commit record was written, the deploy must notice
+/// at its next intent (or at the commit) and roll back: exit 1, the old
+/// container serving as before. After it, it finishes forward: exit 0, the
+/// candidate serving. Either way nothing is left over.
+#[test]
+fn journal_removed_under_a_running_deploy() {
+    let rt = runtime();
+    let mut tally = Tally::default();
+    for sc in [Scenario::Bridge, Scenario::TwoNets, Scenario::Sick] {
+        // Where the commit record lands in an undisturbed run.
+        let (calls, commit_call) = rt.block_on(async {
+            let w = world(sc).await;
+            let base = w.mem.call_count();
+            let _ = deploy(&w.probe, &w.state, &candidate_request(sc), &Report::silent(), None).await;
+            let recs = records(&w).expect("journal");
+            let commit = recs.iter().rev().find(|r| matches!(r.data, Event::Commit { .. })).map(|r| r.offset);
+            let lens = w.probe.lens.lock().unwrap().clone();
+            let commit_call =
+                commit.and_then(|off| lens.range(base + 1..).find(|(_, l)| **l > off).map(|(n, _)| *n - base));
+            (w.mem.call_count() - base, commit_call.unwrap_or(u64::MAX))
+        });
+        for k in 1..=calls {
+            let w = rt.block_on(world(sc));
+            *w.probe.unlink_at.lock().unwrap() = Some(w.mem.call_count() + k);
+            let res = rt.block_on(deploy(&w.probe, &w.state, &candidate_request(sc), &Report::silent(), None));
+            let all = w.mem.containers();
+            let old = w.before.clone().expect("re-deploy");
+            let r = match (&res, k < commit_call) {
+                (Err(Failure::RolledBack(_)), true) => {
+                    let ok = all.len() == 1
+                        && all[0].id == old.id
+                        && all[0].name == APP
+                        && all[0].running
+                        && all[0].restart_policy == old.restart_policy;
+                    if ok {
+                        Ok(Ran::default())
+                    } else {
+                        Err(format!("rolled back, but Docker holds {}", show(&all)))
+                    }
+                }
+                (Ok(d), false) if !sc.fails() => {
+                    let ok = all.len() == 1 && all[0].id == d.container && all[0].name == APP && all[0].running;
+                    if ok {
+                        Ok(Ran::default())
+                    } else {
+                        Err(format!("deployed, but Docker holds {}", show(&all)))
+                    }
+                }
+                (Err(Failure::RolledBack(_)), false) if sc.fails() => Ok(Ran::default()),
+                (other, before) => Err(format!(
+                    "removed {} the commit, the deploy ended with {other:?}",
+                    if before { "before" } else { "after" }
+                )),
+            };
+            tally.record(format!("{sc:?} journal removed before call {k} (commit at {commit_call})"), &w, &r);
+        }
+    }
+    tally.finish("journal removed under a running deploy");
 }
 
 // ---------------------------------------------------------------------------
