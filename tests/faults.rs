@@ -1092,3 +1092,41 @@ fn state_is_private_env_values_never_printed_and_no_shell_or_cli_is_run() {
         assert!(!String::from_utf8_lossy(&std::fs::read(&p).unwrap()).contains(secret), "{}", p.display());
     }
 }
+
+/// Every directory swap creates on the way to a first journal (the state
+/// root's missing parents, the root, the app's directory) has its parent
+/// fsynced, and so has the lock file's: otherwise a power loss can lose the
+/// first deploy's journal with the directory entry that names it. Seen
+/// with strace: an `openat` of the parent followed by an `fsync` of that
+/// descriptor.
+#[test]
+fn first_deploy_syncs_every_directory_it_creates() {
+    support::images();
+    let app = TestApp::new("dir-sync");
+    let root = app.state_dir.join("x").join("y");
+    let log = app.state_dir.join("strace.log");
+    let p = publish(support::free_port());
+    let out = Command::new("strace")
+        .args(["-f", "-qq", "-e", "trace=openat,fsync", "-o"])
+        .arg(&log)
+        .arg(env!("CARGO_BIN_EXE_swap"))
+        .arg("--state-dir")
+        .arg(&root)
+        .args(["deploy", app.name(), "--image", "swap-demo:v1", "--publish", &p])
+        .output()
+        .expect("run strace (apt-get install strace)");
+    assert_exit(&out, 0);
+    let trace = std::fs::read_to_string(&log).unwrap();
+    let synced = |dir: &Path| {
+        let open = format!("openat(AT_FDCWD, \"{}\", ", dir.display());
+        trace.lines().enumerate().any(|(i, l)| {
+            let Some(fd) = l.contains(&open).then(|| l.rsplit(" = ").next().unwrap_or("").trim()) else { return false };
+            let pid = l.split_whitespace().next().unwrap_or("");
+            trace.lines().skip(i + 1).any(|m| m.starts_with(pid) && m.contains(&format!("fsync({fd})")))
+        })
+    };
+    for dir in [app.state_dir.clone(), app.state_dir.join("x"), root.clone()] {
+        assert!(synced(&dir), "{} was not fsynced after an entry was created in it:\n{trace}", dir.display());
+    }
+    let _ = std::fs::remove_dir_all(app.state_dir.join("x"));
+}
