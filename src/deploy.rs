@@ -317,6 +317,7 @@ pub async fn deploy<E: Engine>(
     let mut plan = plan(engine, req, &deploy_id, run).await?;
     plan.begin.pulled = pulled;
     plan.show(report);
+    crate::state::reserve_for_deploy(&mut journal)?;
     let result = execute(engine, &mut journal, req, plan, report).await;
     if journal.detached().unwrap_or(false) {
         report.note(format!(
@@ -376,6 +377,11 @@ async fn execute<E: Engine>(
             }
             run.append(Event::End { outcome: Outcome::Deployed, reason: None })?;
             Ok(Deployed { deploy: plan.deploy, container: container.unwrap_or_default(), up_to_date: false })
+        }
+        // The journal cannot be written before the commit point: put the
+        // old version back unjournaled rather than leave it stopped.
+        Err(Failure::Incomplete(why)) if run.phase == Phase::BeforeCommit && run.journal.poisoned() => {
+            Err(run.restore_unjournaled(&why, plan.begin.old.as_ref()).await)
         }
         Err(other) => Err(other),
     }

@@ -72,7 +72,21 @@ impl<'a, E: Engine> Run<'a, E> {
 
     /// Appends a record of this deploy; a failure ends the run as incomplete
     /// and nothing further runs.
+    ///
+    /// Before a live deploy's next intent, and before its commit, the
+    /// journal must still be the file at its path: if it was removed or
+    /// replaced, nothing written from here on would ever be read, so the
+    /// deploy stops where a rollback is still possible (exit 1).
     pub fn append(&mut self, event: Event) -> Result<(), Failure> {
+        let commit = matches!(event, Event::Commit { .. });
+        let intent = matches!(event, Event::Intent { .. }) && self.phase == Phase::BeforeCommit;
+        if (commit || intent) && self.journal.detached().unwrap_or(false) {
+            self.phase = Phase::BeforeCommit;
+            return Err(Failure::RolledBack(format!(
+                "the journal {} was removed or replaced while this deploy ran",
+                self.journal.path().display()
+            )));
+        }
         // Recovery reads an intent as the journal's last word on a step in
         // flight, so the hangup note never goes between it and its outcome;
         // nor before a deploy's `begin`, which opens its group.
@@ -82,7 +96,16 @@ impl<'a, E: Engine> Run<'a, E> {
             }
         }
         let what = self.report.tracing().then(|| serde_json::to_string(&event).unwrap_or_default());
-        self.journal.append(&self.deploy, event)?;
+        if let Err(e) = self.journal.append(&self.deploy, event) {
+            // The journal cuts off a record it could not make durable, so a
+            // commit whose append failed is no commit: no reader will see it
+            // and recovery will roll back, so the deploy is still before its
+            // commit point.
+            if commit && e.record_dropped() {
+                self.phase = Phase::BeforeCommit;
+            }
+            return Err(e.into());
+        }
         if let Some(what) = what {
             self.report.trace(format!("    journal: {what}"));
         }
@@ -196,6 +219,16 @@ impl<'a, E: Engine> Run<'a, E> {
                 wait_in_flight(self.engine, &step, false, left, self.report).await;
             }
         }
+        match self.rollback_journaled(reason, old).await {
+            // A journal that cannot be written must not leave the old
+            // version stopped: finish the rollback without it.
+            Err(Failure::Incomplete(why)) if self.journal.poisoned() => Err(self.restore_unjournaled(&why, old).await),
+            other => other,
+        }
+    }
+
+    /// The compensations a rollback runs, newest first.
+    fn undo_order(&self, old: Option<&OldContainer>) -> Vec<Step> {
         let mut steps: Vec<Step> = self.intended.clone();
         if let Some(old) = old.filter(|o| o.running) {
             if !steps.iter().any(|s| matches!(s, Step::StopOld { .. })) {
@@ -204,10 +237,50 @@ impl<'a, E: Engine> Run<'a, E> {
                 steps.insert(at, Step::StopOld { id: old.id.clone(), timeout_s: 10 });
             }
         }
-        for step in steps.into_iter().rev() {
-            if matches!(step, Step::Build { .. } | Step::StartOld { .. } | Step::RemoveOld { .. }) {
-                continue;
+        steps.retain(|s| !matches!(s, Step::Build { .. } | Step::StartOld { .. } | Step::RemoveOld { .. }));
+        steps.reverse();
+        steps
+    }
+
+    /// The one exception to "intent before effect" (ARCHITECTURE.md,
+    /// invariant 1): the journal cannot be written (a full or failing disk)
+    /// while the deploy is before its commit point, possibly with the old
+    /// container stopped and parked. Waiting for a person to free the disk
+    /// and run `swap recover` would keep the app down all that time, so the
+    /// rollback's compensations run now, unjournaled. Each observes before
+    /// it acts, so a later `swap recover` finds them done and only settles
+    /// the journal; the journal never claims an effect that did not happen,
+    /// it only misses undo records.
+    pub async fn restore_unjournaled(&mut self, why: &str, old: Option<&OldContainer>) -> Failure {
+        self.report
+            .note(format!("{why}\nthe journal cannot be written: restoring the previous version without journaling"));
+        for step in self.undo_order(old) {
+            let t = Instant::now();
+            match retry_unreachable(|| async { step.compensate(self.engine).await.map(|_| None::<String>) }).await {
+                Ok(_) => {
+                    let ms = t.elapsed().as_millis() as u64;
+                    self.report.emit(
+                        json!({"event": "undo", "step": step.name(), "description": step.describe(), "status": "done", "ms": ms, "journaled": false}),
+                        format!("  ↶ undo {} ({ms} ms, not journaled)", step.describe()),
+                    );
+                }
+                Err(e) => {
+                    return Failure::Incomplete(format!(
+                        "{why}; restoring the previous version without the journal, could not undo {}: {e}; \
+                         free the disk, then run `swap recover`",
+                        step.name()
+                    ))
+                }
             }
+        }
+        Failure::Incomplete(format!(
+            "{why}; the previous version was restored and serves, without journaling (the journal could not be \
+             written). Free the disk, then run `swap recover` to settle the journal"
+        ))
+    }
+
+    async fn rollback_journaled(&mut self, reason: &str, old: Option<&OldContainer>) -> Result<(), Failure> {
+        for step in self.undo_order(old) {
             self.append(Event::UndoIntent { step: step.clone() })?;
             let t = Instant::now();
             match retry_unreachable(|| async { step.compensate(self.engine).await.map(|_| None::<String>) }).await {

@@ -126,21 +126,52 @@ impl StateDir {
     }
 }
 
+/// Creates the state root (0700) and its missing parents, syncing the
+/// parent of each one created: the first deploy's journal is durable only
+/// if every directory on its path is.
 fn ensure_root(root: &Path) -> Result<(), Failure> {
-    use std::os::unix::fs::DirBuilderExt;
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(root)
+    journal::create_dir(root)
         .map_err(|e| Failure::BadInput(format!("state dir {} cannot be created: {e}; nothing changed", root.display())))
+}
+
+/// Journal space a deploy reserves before its `begin`: enough for the whole
+/// deploy and a rollback of it, so that an append cannot run out of space
+/// in the middle of the outage. A re-deploy writes about 20 records (begin,
+/// an intent and an outcome for each of up to 8 steps, health, commit,
+/// end) and a rollback up to 20 more (an undo-intent and undo-done per
+/// step, end): 40 records of at most a few KiB (ids, names, networks,
+/// ports, environment *names*, Docker error messages), under 160 KiB. The
+/// health record of a failed candidate adds its last 20 log lines, each up
+/// to Docker's 16 KiB log message size and JSON-escaped, up to about
+/// 640 KiB. Rounded up to 1 MiB, which stays allocated past the journal's
+/// end between deploys (reserving again costs only what was used).
+pub const DEPLOY_JOURNAL_RESERVE: u64 = 1 << 20;
+
+/// Reserves [`DEPLOY_JOURNAL_RESERVE`] in the journal; refuses the deploy
+/// (exit 1: nothing changed, the previous version serves) if the space is
+/// not there.
+pub fn reserve_for_deploy(journal: &mut Journal<Event>) -> Result<(), Failure> {
+    let needed = DEPLOY_JOURNAL_RESERVE;
+    journal.reserve(needed).map(|_| ()).map_err(|e| {
+        let dir = journal.path().parent().unwrap_or(journal.path()).display().to_string();
+        let free = match &e {
+            journal::ReserveError::NoSpace { free: Some(f), .. } => format!(" ({f} bytes free)"),
+            _ => String::new(),
+        };
+        Failure::RolledBack(format!(
+            "the journal needs {needed} bytes of free space in {dir} for this deploy and its rollback, \
+             and cannot have them{free}: {e}. Nothing changed; the previous version serves. Free space there, \
+             then deploy again"
+        ))
+    })
 }
 
 /// The crash injection the environment asks for (`SWAP_CRASH_AT`).
 pub fn fault_from_env() -> Result<Option<Fault>, Failure> {
     match std::env::var("SWAP_CRASH_AT") {
-        Ok(s) if !s.is_empty() => Fault::parse(&s)
-            .map(Some)
-            .ok_or_else(|| Failure::BadInput(format!("SWAP_CRASH_AT={s:?}: expected after:N, before:N or torn:N"))),
+        Ok(s) if !s.is_empty() => Fault::parse(&s).map(Some).ok_or_else(|| {
+            Failure::BadInput(format!("SWAP_CRASH_AT={s:?}: expected after:N, before:N, torn:N or eio:N"))
+        }),
         _ => Ok(None),
     }
 }

@@ -141,11 +141,17 @@ struct Probe {
     journal: PathBuf,
     /// Call number → journal length in bytes when the call was made.
     lens: Arc<Mutex<BTreeMap<u64, u64>>>,
+    /// Remove the journal file just before this call, as someone cleaning
+    /// up the state directory under a running deploy would.
+    unlink_at: Arc<Mutex<Option<u64>>>,
 }
 
 impl Probe {
     fn note(&self) {
         let n = self.mem.call_count() + 1;
+        if *self.unlink_at.lock().unwrap_or_else(|e| e.into_inner()) == Some(n) {
+            let _ = std::fs::remove_file(&self.journal);
+        }
         let len = file_len(&self.journal);
         self.lens.lock().unwrap_or_else(|e| e.into_inner()).insert(n, len);
     }
@@ -306,7 +312,8 @@ async fn world(sc: Scenario) -> World {
     mem.add_network("ovl", "overlay");
     let dir = tempdir();
     let state = StateDir { root: dir.path().join("state") };
-    let probe = Probe { mem: mem.clone(), journal: state.journal(APP), lens: Arc::default() };
+    let probe =
+        Probe { mem: mem.clone(), journal: state.journal(APP), lens: Arc::default(), unlink_at: Arc::default() };
     let mut world_deploy = None;
     if sc != Scenario::First {
         let req = request("app:v1", first_overrides(sc));
@@ -898,6 +905,141 @@ fn docker_errors_at_every_call() {
     }
     eprintln!("docker errors: deploy results by fault (None = exit 0): {codes:?}; {:.1} s", t.elapsed().as_secs_f64());
     tally.finish("docker errors at every call");
+}
+
+// ---------------------------------------------------------------------------
+// A journal that cannot be written (full or failing disk), without a crash
+// ---------------------------------------------------------------------------
+
+/// Records the unfaulted deploy of `sc` appends.
+async fn deploy_records(sc: Scenario) -> u64 {
+    let w = world(sc).await;
+    let before = records(&w).expect("journal").len();
+    let _ = deploy(&w.probe, &w.state, &candidate_request(sc), &Report::silent(), None).await;
+    (records(&w).expect("journal").len() - before) as u64
+}
+
+/// The append of record `n` of a re-deploy fails (`eio:N`: its
+/// `fdatasync` reports EIO). Right after the deploy, without `swap
+/// recover`: exit 5, the old or the new version serves under `APP` (the
+/// old one, with its restart policy, unless the deploy had committed, and
+/// always for a failing candidate), nothing named `APP--swap-*` runs, and
+/// the journal reads. Then `swap recover` settles it and changes nothing
+/// the second time.
+async fn journal_failure_on(w: &World, n: u64) -> Result<(), String> {
+    let req = candidate_request(w.sc);
+    let res = deploy(&w.probe, &w.state, &req, &Report::silent(), Some(journal::Fault::Eio(n))).await;
+    match &res {
+        Err(Failure::Incomplete(_)) => {}
+        other => return Err(format!("deploy ended with {other:?}, not exit 5")),
+    }
+    let recs = records(w)?;
+    let committed =
+        recs.iter().any(|r| Some(&r.group) != w.world_deploy.as_ref() && matches!(r.data, Event::Commit { .. }));
+    let all = w.mem.containers();
+    if let Some(c) = all.iter().find(|c| c.name.starts_with(STAGED) && c.running) {
+        return Err(format!("{} is running: {}", c.name, show(&all)));
+    }
+    let named: Vec<&Container> = all.iter().filter(|c| c.name == APP).collect();
+    let [c] = named[..] else { return Err(format!("not exactly one {APP}: {}", show(&all))) };
+    if !(c.running && c.status == "running") {
+        return Err(format!("{APP} is {}: {}", c.status, show(&all)));
+    }
+    let old = w.before.as_ref().ok_or("a re-deploy has an old container")?;
+    if committed {
+        if c.image_id != w.cand_image {
+            return Err(format!("committed, but {APP} is not the candidate: {}", show(&all)));
+        }
+    } else if c.id != old.id || c.restart_policy != old.restart_policy {
+        return Err(format!("not committed, but the old container is not restored: {}", show(&all)));
+    }
+    let r = recover_app(&w.probe, &w.state, APP, false, None, &Report::silent(), None).await;
+    if let Err(f) = r {
+        return Err(format!("recovery ended with exit {}: {f}", f.exit_code()));
+    }
+    check(w, None, false)?;
+    check_idempotent(w).await
+}
+
+#[test]
+fn journal_write_fails_at_every_record() {
+    let rt = runtime();
+    let t = std::time::Instant::now();
+    let mut tally = Tally::default();
+    let mut cases = 0;
+    for sc in Scenario::ALL.into_iter().filter(|sc| *sc != Scenario::First) {
+        let n = rt.block_on(deploy_records(sc));
+        assert!(n >= 10, "{sc:?}: only {n} records");
+        for k in 1..=n {
+            let w = rt.block_on(world(sc));
+            let r = rt.block_on(journal_failure_on(&w, k)).map(|()| Ran::default());
+            tally.record(format!("{sc:?} journal write fails at record {k} of {n}"), &w, &r);
+            cases += 1;
+        }
+    }
+    eprintln!("journal write failures: {cases} runs, {:.1} s", t.elapsed().as_secs_f64());
+    tally.finish("journal write fails at every record");
+}
+
+/// The journal is removed under a running re-deploy just before engine
+/// call `k`. Before the commit record was written, the deploy must notice
+/// at its next intent (or at the commit) and roll back: exit 1, the old
+/// container serving as before. After it, it finishes forward: exit 0, the
+/// candidate serving. Either way nothing is left over.
+#[test]
+fn journal_removed_under_a_running_deploy() {
+    let rt = runtime();
+    let mut tally = Tally::default();
+    for sc in [Scenario::Bridge, Scenario::TwoNets, Scenario::Sick] {
+        // Where the commit record lands in an undisturbed run.
+        let (calls, commit_call) = rt.block_on(async {
+            let w = world(sc).await;
+            let base = w.mem.call_count();
+            let _ = deploy(&w.probe, &w.state, &candidate_request(sc), &Report::silent(), None).await;
+            let recs = records(&w).expect("journal");
+            let commit = recs.iter().rev().find(|r| matches!(r.data, Event::Commit { .. })).map(|r| r.offset);
+            let lens = w.probe.lens.lock().unwrap().clone();
+            let commit_call =
+                commit.and_then(|off| lens.range(base + 1..).find(|(_, l)| **l > off).map(|(n, _)| *n - base));
+            (w.mem.call_count() - base, commit_call.unwrap_or(u64::MAX))
+        });
+        for k in 1..=calls {
+            let w = rt.block_on(world(sc));
+            *w.probe.unlink_at.lock().unwrap() = Some(w.mem.call_count() + k);
+            let res = rt.block_on(deploy(&w.probe, &w.state, &candidate_request(sc), &Report::silent(), None));
+            let all = w.mem.containers();
+            let old = w.before.clone().expect("re-deploy");
+            let r = match (&res, k < commit_call) {
+                (Err(Failure::RolledBack(_)), true) => {
+                    let ok = all.len() == 1
+                        && all[0].id == old.id
+                        && all[0].name == APP
+                        && all[0].running
+                        && all[0].restart_policy == old.restart_policy;
+                    if ok {
+                        Ok(Ran::default())
+                    } else {
+                        Err(format!("rolled back, but Docker holds {}", show(&all)))
+                    }
+                }
+                (Ok(d), false) if !sc.fails() => {
+                    let ok = all.len() == 1 && all[0].id == d.container && all[0].name == APP && all[0].running;
+                    if ok {
+                        Ok(Ran::default())
+                    } else {
+                        Err(format!("deployed, but Docker holds {}", show(&all)))
+                    }
+                }
+                (Err(Failure::RolledBack(_)), false) if sc.fails() => Ok(Ran::default()),
+                (other, before) => Err(format!(
+                    "removed {} the commit, the deploy ended with {other:?}",
+                    if before { "before" } else { "after" }
+                )),
+            };
+            tally.record(format!("{sc:?} journal removed before call {k} (commit at {commit_call})"), &w, &r);
+        }
+    }
+    tally.finish("journal removed under a running deploy");
 }
 
 // ---------------------------------------------------------------------------

@@ -196,7 +196,8 @@ impl WalkError {
 /// a prefix or garbage, which does not checksum), so any other fault in it
 /// — a newer version, a broken chain, a sequence gap, a bad timestamp, a
 /// payload `each` rejects — is final. A line whose checksum fails is a torn
-/// tail only if no checksummed record starts anywhere after it.
+/// tail only if it is the last line (no LF before the file's last byte) and
+/// no checksummed record starts anywhere after it.
 pub(crate) fn walk<'a>(
     bytes: &'a [u8],
     mut each: impl FnMut(Frame<'a>) -> Result<(), String>,
@@ -261,6 +262,18 @@ fn torn_or_corrupt(bytes: &[u8], pos: usize, records: u64, last_crc: u32, reason
             offset: pos as u64,
             line: records + 1,
             reason: format!("{reason}; a valid record follows at byte {later}"),
+        });
+    }
+    // A crash tears at most the one line being appended, and that line's
+    // only LF is its last byte: an LF before the end means two or more
+    // invalid lines, damage a torn append cannot leave. Cutting them could
+    // drop a damaged `commit` and turn a committed deploy into a rollback.
+    let tail = &bytes[pos..];
+    if let Some(lf) = tail[..tail.len() - 1].iter().position(|&c| c == b'\n') {
+        return Err(WalkError::Corrupt {
+            offset: pos as u64,
+            line: records + 1,
+            reason: format!("{reason}; another line follows at byte {}", pos + lf + 1),
         });
     }
     Ok(Walked {

@@ -95,10 +95,13 @@ pub enum Fault {
     Before(u64),
     /// Write only part of record `n`, make that durable, then SIGKILL.
     Torn(u64),
+    /// Write record `n`, then have its `fdatasync` report `EIO`, as a
+    /// failing disk does; the process lives on and handles the failure.
+    Eio(u64),
 }
 
 impl Fault {
-    /// Parses `after:N`, `before:N` or `torn:N` (N ≥ 1).
+    /// Parses `after:N`, `before:N`, `torn:N` or `eio:N` (N ≥ 1).
     pub fn parse(s: &str) -> Option<Fault> {
         let (kind, n) = s.split_once(':')?;
         let n: u64 = n.trim().parse().ok().filter(|n| *n >= 1)?;
@@ -106,6 +109,7 @@ impl Fault {
             "after" => Some(Fault::After(n)),
             "before" => Some(Fault::Before(n)),
             "torn" => Some(Fault::Torn(n)),
+            "eio" => Some(Fault::Eio(n)),
             _ => None,
         }
     }
@@ -212,17 +216,37 @@ pub enum OpenError {
     Read(#[from] ReadError),
 }
 
+/// What became of the bytes of a record whose write or sync failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unsynced {
+    /// Cut off again, and the cut synced: no reader will see the record.
+    Removed,
+    /// Could not be cut; a note beside the journal (`<journal>.unsynced`)
+    /// makes every later reader ignore the bytes after the last durable
+    /// record, and the next writer cut them.
+    Marked,
+    /// Neither the cut nor the note could be made: a later reader may
+    /// find the record, or part of it.
+    Unknown,
+}
+
 /// Errors of [`Journal::append`].
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum AppendError {
     /// The write or the sync failed; the handle is now poisoned.
-    #[error("cannot append to journal {path}: {source}")]
+    #[error("cannot append to journal {path}: {source}{}", match unsynced {
+        Unsynced::Removed => "",
+        Unsynced::Marked => " (the record was not kept: it is marked unsynced)",
+        Unsynced::Unknown => " (the record could not be cut off or marked unsynced; a reader may still find it)",
+    })]
     Io {
         /// The journal file.
         path: PathBuf,
         /// The OS error.
         source: std::io::Error,
+        /// What became of the record's bytes.
+        unsynced: Unsynced,
     },
     /// An earlier append failed; nothing more is written through this handle.
     #[error("journal {path} is poisoned by an earlier failed write")]
@@ -239,6 +263,49 @@ pub enum AppendError {
     #[error(transparent)]
     Read(#[from] ReadError),
 }
+
+impl AppendError {
+    /// Whether the record this error is about is certainly not in the
+    /// journal for any later reader: it was never written, or was cut off
+    /// or marked unsynced after its write or sync failed.
+    pub fn record_dropped(&self) -> bool {
+        !matches!(self, AppendError::Io { unsynced: Unsynced::Unknown, .. })
+    }
+}
+
+/// Errors of [`Journal::reserve`].
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReserveError {
+    /// The file system has less free space than needed.
+    #[error("not enough space for journal {path}: {needed} bytes needed, {} free", free.map_or("unknown".to_string(), |f| f.to_string()))]
+    NoSpace {
+        /// The journal file.
+        path: PathBuf,
+        /// Bytes asked for.
+        needed: u64,
+        /// Bytes free for unprivileged writers, when known.
+        free: Option<u64>,
+    },
+    /// The reservation failed otherwise.
+    #[error("cannot reserve {needed} bytes for journal {path}: {source}")]
+    Io {
+        /// The journal file.
+        path: PathBuf,
+        /// Bytes asked for.
+        needed: u64,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// An earlier append failed; nothing more is done through this handle.
+    #[error("journal {path} is poisoned by an earlier failed write")]
+    Poisoned {
+        /// The journal file.
+        path: PathBuf,
+    },
+}
+
+pub use storage::Reserved;
 
 /// A journal open for writing, holding its lock until dropped.
 #[derive(Debug)]
@@ -299,12 +366,15 @@ impl<T: Serialize + DeserializeOwned> Journal<T> {
     ) -> Result<(Journal<T>, Opened<T>), OpenError> {
         let io_err = |source| OpenError::Io { path: path.to_path_buf(), source };
         let bytes = storage.read_all().map_err(io_err)?;
+        let mark = storage.unsynced_mark().map_err(io_err)?;
+        let seen = unmarked(&bytes, mark);
         let mut records = Vec::new();
-        let walked = format::walk(&bytes, |f| {
+        let mut walked = format::walk(seen, |f| {
             records.push(decode(f)?);
             Ok(())
         })
         .map_err(|e| e.at(path))?;
+        walked.tail = with_unsynced(&walked, seen.len(), bytes.len());
         let mut repaired = None;
         if let Tail::Torn { .. } = walked.tail {
             // The copy is durable before the cut, so the evidence of what
@@ -313,6 +383,11 @@ impl<T: Serialize + DeserializeOwned> Journal<T> {
             storage.truncate(walked.valid_len).map_err(io_err)?;
             storage.sync().map_err(io_err)?;
             repaired = Some((walked.tail.clone(), copy));
+        }
+        if mark.is_some() {
+            // Only now: a crash before this line leaves the note, and the
+            // next opener cuts again (nothing left to cut).
+            storage.clear_mark().map_err(io_err)?;
         }
         let len = storage.len().map_err(io_err)?;
         let mut journal = Journal {
@@ -358,8 +433,10 @@ impl<T: Serialize + DeserializeOwned> Journal<T> {
         let ts_ms = time::now_ms();
         self.buf.clear();
         let crc = format::encode_line(&mut self.buf, self.next_seq, ts_ms, self.prev_crc, group, &data)?;
+        let mut sync_result = None;
         match self.fault {
             Some(Fault::Before(k)) if k == n => crash::die(),
+            Some(Fault::Eio(k)) if k == n => sync_result = Some(Err(std::io::Error::from_raw_os_error(libc::EIO))),
             Some(Fault::Torn(k)) if k == n => {
                 let half = (self.buf.len() - 1) / 2;
                 let _ = self.storage.append(&self.buf[..half]);
@@ -371,9 +448,12 @@ impl<T: Serialize + DeserializeOwned> Journal<T> {
         // One write, then fdatasync; an error in either leaves the disk in
         // an unknown state, and retrying the sync could report success for
         // pages the kernel already dropped.
-        if let Err(source) = self.storage.append(&self.buf).and_then(|()| self.storage.sync()) {
+        let written = self.storage.append(&self.buf);
+        let synced = written.and_then(|()| sync_result.unwrap_or_else(|| self.storage.sync()));
+        if let Err(source) = synced {
             self.poisoned = true;
-            return Err(AppendError::Io { path: self.path.clone(), source });
+            let unsynced = self.drop_unsynced();
+            return Err(AppendError::Io { path: self.path.clone(), source, unsynced });
         }
         if matches!(self.fault, Some(Fault::After(k)) if k == n) {
             crash::die();
@@ -384,6 +464,43 @@ impl<T: Serialize + DeserializeOwned> Journal<T> {
         self.prev_crc = crc;
         self.len += self.buf.len() as u64;
         Ok(record)
+    }
+
+    /// After a failed write or sync the record's bytes may sit in the page
+    /// cache, where the next opener on this boot would read them as
+    /// durable although the caller was told they are not (Postgres and
+    /// etcd treat a failed fsync the same way). Cut them off and sync the
+    /// cut: the bytes before it were synced by earlier successful appends,
+    /// so this sync only has the new size to make durable. If that fails
+    /// too, leave a note making every later reader ignore them.
+    fn drop_unsynced(&mut self) -> Unsynced {
+        if self.storage.truncate(self.len).and_then(|()| self.storage.sync()).is_ok() {
+            return Unsynced::Removed;
+        }
+        match self.storage.mark_unsynced(self.len) {
+            Ok(()) => Unsynced::Marked,
+            Err(_) => Unsynced::Unknown,
+        }
+    }
+
+    /// Secures `bytes` of space after the journal's end, so the appends
+    /// that follow cannot fail for want of space: allocated ahead where the
+    /// file system can (`fallocate` with `FALLOC_FL_KEEP_SIZE`, the file's
+    /// size unchanged), else checked against the free space (`statvfs`).
+    /// Space already allocated beyond the end counts, so reserving again
+    /// before every deploy costs only what the last one used.
+    pub fn reserve(&mut self, bytes: u64) -> Result<Reserved, ReserveError> {
+        if self.poisoned {
+            return Err(ReserveError::Poisoned { path: self.path.clone() });
+        }
+        self.storage.reserve(bytes).map_err(|source| {
+            if source.raw_os_error() == Some(libc::ENOSPC) || source.kind() == std::io::ErrorKind::StorageFull {
+                let free = storage::free_space(storage::parent(&self.path)).ok();
+                ReserveError::NoSpace { path: self.path.clone(), needed: bytes, free }
+            } else {
+                ReserveError::Io { path: self.path.clone(), needed: bytes, source }
+            }
+        })
     }
 
     /// Rewrites the journal keeping only the last `keep` groups for which
@@ -403,7 +520,8 @@ impl<T: Serialize + DeserializeOwned> Journal<T> {
         }
         let io_err = |path: &Path| {
             let path = path.to_path_buf();
-            move |source| AppendError::Io { path, source }
+            // Only reading fails here: nothing was written.
+            move |source| AppendError::Io { path, source, unsynced: Unsynced::Removed }
         };
         let bytes = self.storage.read_all().map_err(io_err(&self.path))?;
         // Group index of every record in file order, and each group's
@@ -454,12 +572,18 @@ impl<T: Serialize + DeserializeOwned> Journal<T> {
         let (out, next_seq, last_crc) = format::encode_journal(time::now_ms(), &Header::new(Some(dropped)), kept)?;
         if let Err(source) = self.storage.replace(&out) {
             self.poisoned = true;
-            return Err(AppendError::Io { path: self.path.clone(), source });
+            return Err(AppendError::Io { path: self.path.clone(), source, unsynced: Unsynced::Unknown });
         }
         self.next_seq = next_seq;
         self.prev_crc = last_crc;
         self.len = out.len() as u64;
         Ok(dropped)
+    }
+
+    /// Whether an earlier write, sync or compaction failed through this
+    /// handle, so nothing more will be written through it.
+    pub fn poisoned(&self) -> bool {
+        self.poisoned
     }
 
     /// The journal file.
@@ -490,9 +614,30 @@ fn decode<T: DeserializeOwned>(f: Frame<'_>) -> Result<Record<T>, String> {
     Ok(Record { seq: f.seq, ts_ms: f.ts_ms, group: f.group.into_owned(), data, offset: f.offset })
 }
 
+/// The bytes a reader may trust: all of them, or those before the note a
+/// writer left after a failed sync.
+fn unmarked(bytes: &[u8], mark: Option<u64>) -> &[u8] {
+    match mark {
+        Some(m) if (m as usize) < bytes.len() => &bytes[..m as usize],
+        _ => bytes,
+    }
+}
+
+/// The tail as a reader reports it when the bytes after `seen` were cut
+/// off by a note: unsynced bytes are a torn tail, never records.
+fn with_unsynced(walked: &format::Walked, seen: usize, total: usize) -> Tail {
+    match walked.tail {
+        Tail::Torn { offset, line, len } => Tail::Torn { offset, line, len: len + (total - seen) as u64 },
+        Tail::Clean if total > seen => {
+            Tail::Torn { offset: seen as u64, line: walked.records + 1, len: (total - seen) as u64 }
+        }
+        Tail::Clean => Tail::Clean,
+    }
+}
+
 /// Creates `dir` (0700) and any missing parents, syncing the parent of
 /// each directory it creates so the new path survives a power loss.
-fn create_dir(dir: &Path) -> std::io::Result<()> {
+pub fn create_dir(dir: &Path) -> std::io::Result<()> {
     use std::os::unix::fs::DirBuilderExt as _;
     if dir.is_dir() {
         return Ok(());
@@ -536,28 +681,35 @@ fn save_torn_copy(path: &Path, bytes: &[u8]) -> std::io::Result<PathBuf> {
 /// Reads a journal without locking it, tolerating a torn tail; works while
 /// a writer appends. Corruption and newer versions are errors.
 pub fn read<T: DeserializeOwned>(path: &Path) -> Result<Replay<T>, ReadError> {
-    let bytes = read_file(path)?;
+    let (bytes, mark) = read_file(path)?;
+    let seen = unmarked(&bytes, mark);
     let mut records = Vec::new();
-    let walked = format::walk(&bytes, |f| {
+    let walked = format::walk(seen, |f| {
         records.push(decode(f)?);
         Ok(())
     })
     .map_err(|e| e.at(path))?;
-    Ok(Replay { records, tail: walked.tail })
+    Ok(Replay { records, tail: with_unsynced(&walked, seen.len(), bytes.len()) })
 }
 
 /// Checks every checksum and the chain without changing anything.
 /// Payloads are checked to be JSON, not decoded.
 pub fn verify(path: &Path) -> Result<Report, ReadError> {
-    let bytes = read_file(path)?;
-    let walked = format::walk(&bytes, |_| Ok(())).map_err(|e| e.at(path))?;
-    Ok(Report { records: walked.records, bytes: bytes.len() as u64, tail: walked.tail })
+    let (bytes, mark) = read_file(path)?;
+    let seen = unmarked(&bytes, mark);
+    let walked = format::walk(seen, |_| Ok(())).map_err(|e| e.at(path))?;
+    Ok(Report {
+        records: walked.records,
+        bytes: bytes.len() as u64,
+        tail: with_unsynced(&walked, seen.len(), bytes.len()),
+    })
 }
 
-fn read_file(path: &Path) -> Result<Vec<u8>, ReadError> {
-    std::fs::File::open(path)
-        .and_then(|f| storage::read_all(&f))
-        .map_err(|source| ReadError::Io { path: path.to_path_buf(), source })
+/// The file's bytes and the unsynced note beside it, if any.
+fn read_file(path: &Path) -> Result<(Vec<u8>, Option<u64>), ReadError> {
+    let io = |source| ReadError::Io { path: path.to_path_buf(), source };
+    let bytes = std::fs::File::open(path).and_then(|f| storage::read_all(&f)).map_err(io)?;
+    Ok((bytes, storage::read_mark(path).map_err(io)?))
 }
 
 /// Building blocks for tools and benchmarks outside this crate; not part

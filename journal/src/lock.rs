@@ -37,14 +37,7 @@ struct HolderFile {
 /// process holds it.
 pub(crate) fn acquire(path: &Path, wait: Option<Duration>, what: &str) -> Result<Lock, OpenError> {
     let io_err = |source| OpenError::Io { path: path.to_path_buf(), source };
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .open(path)
-        .map_err(io_err)?;
+    let file = open_durably(path).map_err(io_err)?;
     let deadline = wait.map(|w| Instant::now() + w);
     loop {
         // Fully qualified: since Rust 1.89 std's inherent File::try_lock
@@ -67,6 +60,23 @@ pub(crate) fn acquire(path: &Path, wait: Option<Duration>, what: &str) -> Result
     // Diagnostics only: not synced, and a failure here must not cost the lock.
     let _ = file.set_len(0).and_then(|()| file.write_all_at(&text, 0));
     Ok(Lock { _file: file })
+}
+
+/// Opens the lock file, creating it (0600) if absent. A file it creates is
+/// synced with its directory entry before use, like the journal: the first
+/// deploy's files must all survive a power loss, not only the journal.
+fn open_durably(path: &Path) -> io::Result<File> {
+    let mut opts = OpenOptions::new();
+    opts.read(true).write(true).mode(0o600);
+    match opts.clone().create_new(true).open(path) {
+        Ok(file) => {
+            file.sync_all()?;
+            crate::storage::sync_parent(path)?;
+            Ok(file)
+        }
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => opts.open(path),
+        Err(e) => Err(e),
+    }
 }
 
 fn is_contended(e: &io::Error) -> bool {

@@ -1,6 +1,6 @@
 //! The seam between the journal's write protocol and the file system. The
-//! writer only appends, syncs, truncates and replaces; putting those five
-//! verbs behind a trait lets tests swap in a backend that remembers which
+//! writer only appends, syncs, truncates, replaces, reserves space and
+//! marks what it could not sync; putting those verbs behind a trait lets tests swap in a backend that remembers which
 //! bytes were made durable and rebuilds the file as a crash would leave it.
 
 use std::fs::{File, OpenOptions};
@@ -31,6 +31,58 @@ pub(crate) trait Storage: std::fmt::Debug + Send {
     fn detached(&self) -> io::Result<bool> {
         Ok(false)
     }
+    /// Secures `len` bytes of space after the current end without changing
+    /// the file's size, so later appends cannot run out of space.
+    fn reserve(&mut self, len: u64) -> io::Result<Reserved>;
+    /// Notes beside the file that only its first `durable` bytes are
+    /// durable: the rest sits in the page cache after a failed sync and
+    /// could not be cut.
+    fn mark_unsynced(&mut self, durable: u64) -> io::Result<()>;
+    /// The note left by [`Storage::mark_unsynced`], if any.
+    fn unsynced_mark(&self) -> io::Result<Option<u64>>;
+    /// Removes that note, once the bytes after it are cut durably.
+    fn clear_mark(&mut self) -> io::Result<()>;
+}
+
+/// How [`Storage::reserve`] secured the space.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reserved {
+    /// The blocks are allocated to the file (`fallocate` with
+    /// `FALLOC_FL_KEEP_SIZE`): appends into them need no free space.
+    Allocated,
+    /// The file system cannot allocate ahead; it had this much free space
+    /// (`statvfs`), at least what was asked, when checked.
+    Available(u64),
+}
+
+/// Where [`Storage::mark_unsynced`] writes its note for the journal at
+/// `path`: the path with its extension replaced by `unsynced`.
+pub(crate) fn mark_path(path: &Path) -> PathBuf {
+    path.with_extension("unsynced")
+}
+
+/// Reads the note at [`mark_path`]: the durable length, in decimal.
+pub(crate) fn read_mark(path: &Path) -> io::Result<Option<u64>> {
+    match std::fs::read_to_string(mark_path(path)) {
+        Ok(text) => text.trim().parse().map(Some).map_err(|_| {
+            io::Error::new(io::ErrorKind::InvalidData, format!("{}: not a length", mark_path(path).display()))
+        }),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Free space for unprivileged writers in the file system holding `dir`.
+pub(crate) fn free_space(dir: &Path) -> io::Result<u64> {
+    use std::os::unix::ffi::OsStrExt as _;
+    let c = std::ffi::CString::new(dir.as_os_str().as_bytes()).map_err(io::Error::other)?;
+    // SAFETY: `c` is a NUL-terminated path that outlives the call, and `st`
+    // is a plain C struct the call fills in.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(st.f_bavail as u64 * st.f_frsize as u64)
 }
 
 /// The real journal file, held open in append mode.
@@ -104,6 +156,64 @@ impl Storage for FileStorage {
         }
     }
 
+    fn reserve(&mut self, len: u64) -> io::Result<Reserved> {
+        use std::os::unix::io::AsRawFd as _;
+        let offset = self.len()?;
+        loop {
+            // SAFETY: a plain syscall on a descriptor this struct owns.
+            let rc = unsafe {
+                libc::fallocate(
+                    self.file.as_raw_fd(),
+                    libc::FALLOC_FL_KEEP_SIZE,
+                    offset as libc::off_t,
+                    len as libc::off_t,
+                )
+            };
+            if rc == 0 {
+                return Ok(Reserved::Allocated);
+            }
+            let e = io::Error::last_os_error();
+            match e.raw_os_error() {
+                Some(libc::EINTR) => continue,
+                // tmpfs and ext4 allocate ahead; some file systems (NFS
+                // before 4.2, some FUSE ones) cannot, and checking the free
+                // space is the best left to do.
+                Some(libc::EOPNOTSUPP | libc::ENOSYS) => {
+                    let free = free_space(parent(&self.path))?;
+                    if free < len {
+                        return Err(io::Error::from_raw_os_error(libc::ENOSPC));
+                    }
+                    return Ok(Reserved::Available(free));
+                }
+                _ => return Err(e),
+            }
+        }
+    }
+
+    fn mark_unsynced(&mut self, durable: u64) -> io::Result<()> {
+        let mark = mark_path(&self.path);
+        let mut f = OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&mark)?;
+        f.write_all(format!("{durable}\n").as_bytes())?;
+        // Best effort: the note matters most on this boot, while the page
+        // cache still holds the unsynced bytes; on a failing disk these
+        // syncs may fail too.
+        let _ = f.sync_all();
+        let _ = sync_parent(&mark);
+        Ok(())
+    }
+
+    fn unsynced_mark(&self) -> io::Result<Option<u64>> {
+        read_mark(&self.path)
+    }
+
+    fn clear_mark(&mut self) -> io::Result<()> {
+        match std::fs::remove_file(mark_path(&self.path)) {
+            Ok(()) => sync_parent(&self.path),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
     fn replace(&mut self, bytes: &[u8]) -> io::Result<()> {
         let mut tmp_name = self.path.file_name().unwrap_or_default().to_os_string();
         tmp_name.push(".compact-tmp");
@@ -167,6 +277,16 @@ pub(crate) mod mem {
         pub fail_write: Option<usize>,
         /// Fail the sync with this 1-based call number.
         pub fail_sync: Option<usize>,
+        /// Fail every truncate (a disk that refuses all writes).
+        pub fail_truncate: bool,
+        /// Fail marking unsynced bytes too.
+        pub fail_mark: bool,
+        /// The note of [`Storage::mark_unsynced`].
+        pub mark: Option<u64>,
+        /// Bytes [`Storage::reserve`] may secure in all; `None`: any.
+        pub space: Option<u64>,
+        /// Bytes secured by the last reservation.
+        pub reserved: u64,
     }
 
     impl MemState {
@@ -212,6 +332,9 @@ pub(crate) mod mem {
 
         fn truncate(&mut self, len: u64) -> io::Result<()> {
             let mut s = self.0.lock().unwrap();
+            if s.fail_truncate {
+                return Err(io::Error::other("injected truncate failure"));
+            }
             s.data.truncate(len as usize);
             s.durable = s.durable.min(len as usize);
             Ok(())
@@ -229,6 +352,35 @@ pub(crate) mod mem {
             let mut s = self.0.lock().unwrap();
             s.data = bytes.to_vec();
             s.durable = bytes.len();
+            Ok(())
+        }
+
+        fn reserve(&mut self, len: u64) -> io::Result<Reserved> {
+            let mut s = self.0.lock().unwrap();
+            match s.space {
+                Some(space) if s.data.len() as u64 + len > space => Err(io::Error::from_raw_os_error(libc::ENOSPC)),
+                _ => {
+                    s.reserved = len;
+                    Ok(Reserved::Allocated)
+                }
+            }
+        }
+
+        fn mark_unsynced(&mut self, durable: u64) -> io::Result<()> {
+            let mut s = self.0.lock().unwrap();
+            if s.fail_mark {
+                return Err(io::Error::other("injected mark failure"));
+            }
+            s.mark = Some(durable);
+            Ok(())
+        }
+
+        fn unsynced_mark(&self) -> io::Result<Option<u64>> {
+            Ok(self.0.lock().unwrap().mark)
+        }
+
+        fn clear_mark(&mut self) -> io::Result<()> {
+            self.0.lock().unwrap().mark = None;
             Ok(())
         }
     }

@@ -5,7 +5,7 @@
 use std::sync::{Arc, Mutex};
 
 use crate::storage::mem::{MemState, MemStorage};
-use crate::{AppendError, Journal, Tail};
+use crate::{AppendError, Fault, Journal, ReserveError, Tail, Unsynced};
 
 fn journal_on(mem: &MemStorage, dir: &std::path::Path) -> (Journal<String>, crate::Opened<String>) {
     Journal::attach(&dir.join("journal.jsonl"), Box::new(mem.clone()), None, None).unwrap()
@@ -68,12 +68,126 @@ fn failed_sync_poisons_and_is_not_retried() {
     assert!(matches!(j.append("g", "three".into()), Err(AppendError::Poisoned { .. })));
     assert!(matches!(j.compact(0, |_, _| true), Err(AppendError::Poisoned { .. })));
     let s = mem.0.lock().unwrap();
-    assert_eq!(s.syncs, syncs_before + 1, "a failed sync was retried");
+    // The one sync after the failed one makes the cut-off durable; the
+    // failed sync itself is not retried.
+    assert_eq!(s.syncs, syncs_before + 2, "a failed sync was retried");
     assert_eq!(s.writes, 3, "a poisoned handle wrote");
 }
 
+/// After a failed `fdatasync` the record is still in the page cache: a
+/// reopen on the same boot (the same `MemState`, whose `data` is the page
+/// cache) must not find it, or recovery could act on a record — say a
+/// `commit` — the writer reported as not written.
 #[test]
-fn failed_write_poisons_and_leaves_a_repairable_tail() {
+fn failed_sync_removes_the_record_before_anyone_reopens() {
+    let dir = tempfile::tempdir().unwrap();
+    let mem = new_mem();
+    let (mut j, _) = journal_on(&mem, dir.path());
+    j.append("g", "one".into()).unwrap();
+    {
+        let mut s = mem.0.lock().unwrap();
+        s.fail_sync = Some(s.syncs + 1);
+    }
+    match j.append("g", "commit".into()) {
+        Err(e @ AppendError::Io { unsynced: Unsynced::Removed, .. }) => assert!(e.record_dropped()),
+        other => panic!("{other:?}"),
+    }
+    drop(j);
+    {
+        let s = mem.0.lock().unwrap();
+        assert_eq!(s.data.len(), s.durable, "unsynced bytes left in the file");
+    }
+    let (mut j, opened) = journal_on(&mem, dir.path());
+    assert_eq!(opened.records.iter().map(|r| r.data.as_str()).collect::<Vec<_>>(), ["one"]);
+    assert!(opened.repaired.is_none());
+    assert_eq!(j.append("g", "two".into()).unwrap().seq, 2);
+}
+
+/// When even the cut fails, a note makes the next opener refuse the
+/// unsynced record (cut it as a torn tail) and then clear the note.
+#[test]
+fn failed_sync_and_failed_cut_mark_the_record_unsynced() {
+    let dir = tempfile::tempdir().unwrap();
+    let mem = new_mem();
+    let (mut j, _) = journal_on(&mem, dir.path());
+    j.append("g", "one".into()).unwrap();
+    let len_before = {
+        let mut s = mem.0.lock().unwrap();
+        s.fail_sync = Some(s.syncs + 1);
+        s.fail_truncate = true;
+        s.data.len()
+    };
+    match j.append("g", "commit".into()) {
+        Err(e @ AppendError::Io { unsynced: Unsynced::Marked, .. }) => assert!(e.record_dropped()),
+        other => panic!("{other:?}"),
+    }
+    drop(j);
+    {
+        let mut s = mem.0.lock().unwrap();
+        assert_eq!(s.mark, Some(len_before as u64));
+        assert!(s.data.len() > len_before, "the whole unsynced record is in the page cache");
+        s.fail_truncate = false;
+    }
+    let (mut j, opened) = journal_on(&mem, dir.path());
+    assert_eq!(opened.records.iter().map(|r| r.data.as_str()).collect::<Vec<_>>(), ["one"]);
+    let (tail, _) = opened.repaired.expect("the unsynced record is cut");
+    assert!(matches!(tail, Tail::Torn { line: 3, offset, .. } if offset == len_before as u64), "{tail:?}");
+    assert_eq!(mem.0.lock().unwrap().mark, None, "note left after the cut");
+    assert_eq!(j.append("g", "two".into()).unwrap().seq, 2);
+}
+
+#[test]
+fn failed_sync_cut_and_mark_say_the_record_may_survive() {
+    let dir = tempfile::tempdir().unwrap();
+    let mem = new_mem();
+    let (mut j, _) = journal_on(&mem, dir.path());
+    {
+        let mut s = mem.0.lock().unwrap();
+        s.fail_sync = Some(s.syncs + 1);
+        s.fail_truncate = true;
+        s.fail_mark = true;
+    }
+    match j.append("g", "one".into()) {
+        Err(e @ AppendError::Io { unsynced: Unsynced::Unknown, .. }) => assert!(!e.record_dropped()),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn eio_fault_fails_the_nth_sync_and_removes_the_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let mem = new_mem();
+    let (mut j, _) =
+        Journal::<String>::attach(&dir.path().join("journal.jsonl"), Box::new(mem.clone()), None, Some(Fault::Eio(2)))
+            .unwrap();
+    j.append("g", "one".into()).unwrap();
+    match j.append("g", "two".into()) {
+        Err(AppendError::Io { source, unsynced: Unsynced::Removed, .. }) => {
+            assert_eq!(source.raw_os_error(), Some(libc::EIO))
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(j.append("g", "three".into()), Err(AppendError::Poisoned { .. })));
+    drop(j);
+    let (_, opened) = journal_on(&mem, dir.path());
+    assert_eq!(opened.records.iter().map(|r| r.data.as_str()).collect::<Vec<_>>(), ["one"]);
+}
+
+#[test]
+fn reservation_beyond_the_free_space_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let mem = new_mem();
+    let (mut j, _) = journal_on(&mem, dir.path());
+    let len = mem.0.lock().unwrap().data.len() as u64;
+    mem.0.lock().unwrap().space = Some(len + 1000);
+    assert_eq!(j.reserve(1000).unwrap(), crate::Reserved::Allocated);
+    assert!(matches!(j.reserve(1001), Err(ReserveError::NoSpace { needed: 1001, .. })));
+    // A refused reservation changes nothing: the journal still appends.
+    j.append("g", "one".into()).unwrap();
+}
+
+#[test]
+fn failed_write_poisons_and_leaves_nothing_behind() {
     let dir = tempfile::tempdir().unwrap();
     let mem = new_mem();
     let (mut j, _) = journal_on(&mem, dir.path());
@@ -82,9 +196,30 @@ fn failed_write_poisons_and_leaves_a_repairable_tail() {
         let mut s = mem.0.lock().unwrap();
         s.fail_write = Some(s.writes + 1);
     }
+    assert!(matches!(j.append("g", "two".into()), Err(AppendError::Io { unsynced: Unsynced::Removed, .. })));
+    assert!(matches!(j.append("g", "two".into()), Err(AppendError::Poisoned { .. })));
+    drop(j);
+    let (mut j, opened) = journal_on(&mem, dir.path());
+    assert_eq!(opened.records.iter().map(|r| r.data.as_str()).collect::<Vec<_>>(), ["one"]);
+    assert!(opened.repaired.is_none());
+    assert_eq!(j.append("g", "two".into()).unwrap().seq, 2);
+}
+
+#[test]
+fn failed_write_and_cut_poison_and_leave_a_repairable_tail() {
+    let dir = tempfile::tempdir().unwrap();
+    let mem = new_mem();
+    let (mut j, _) = journal_on(&mem, dir.path());
+    j.append("g", "one".into()).unwrap();
+    {
+        let mut s = mem.0.lock().unwrap();
+        s.fail_write = Some(s.writes + 1);
+        s.fail_truncate = true;
+    }
     assert!(matches!(j.append("g", "two".into()), Err(AppendError::Io { .. })));
     assert!(matches!(j.append("g", "two".into()), Err(AppendError::Poisoned { .. })));
     drop(j);
+    mem.0.lock().unwrap().fail_truncate = false;
     let (mut j, opened) = journal_on(&mem, dir.path());
     assert_eq!(opened.records.iter().map(|r| r.data.as_str()).collect::<Vec<_>>(), ["one"]);
     let (tail, copy) = opened.repaired.expect("torn tail repaired");

@@ -105,10 +105,9 @@ fn appended_zeros_or_garbage_are_a_torn_tail() {
     let dir = tempfile::tempdir().unwrap();
     let (path, _) = reference(dir.path(), 3);
     let original = std::fs::read(&path).unwrap();
-    let mut junk: Vec<Vec<u8>> = vec![vec![0], vec![0; 4096], b"\n".to_vec(), b"\n\n\n".to_vec()];
-    junk.push((0..3000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect());
-    junk.push(b"{\"v\":1,\"seq\":4}\n{\"v\":1,\"crc\":\"00000000\"}\n".to_vec());
-    junk.push(b"\0\0\0\0\n\0\0\0\0\0".to_vec());
+    let mut junk: Vec<Vec<u8>> = vec![vec![0], vec![0; 4096], b"\n".to_vec(), b"\0\0\0\n".to_vec()];
+    junk.push((0..3000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).filter(|&c| c != b'\n').collect());
+    junk.push(b"{\"v\":1,\"seq\":4,\"crc\":\"00000000\"}\n".to_vec());
     for (i, tail) in junk.iter().enumerate() {
         let case = tempfile::tempdir().unwrap();
         let p = case.path().join("journal.jsonl");
@@ -186,4 +185,66 @@ fn reading_a_missing_journal_is_an_io_error() {
     let p = dir.path().join("nope.jsonl");
     assert!(matches!(journal::read::<Step>(&p), Err(ReadError::Io { .. })));
     assert!(matches!(journal::verify(&p), Err(ReadError::Io { .. })));
+}
+
+/// A crash tears at most the one line being appended, so two or more
+/// invalid lines at the end are damage, not a torn append: refused at the
+/// first of them, with the file left as it was.
+#[test]
+fn two_or_more_invalid_trailing_lines_are_corruption() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, _) = reference(dir.path(), 3);
+    let original = std::fs::read(&path).unwrap();
+    let junk: [&[u8]; 4] =
+        [b"\n\n", b"\n\n\n", b"{\"v\":1,\"seq\":4}\n{\"v\":1,\"crc\":\"00000000\"}\n", b"\0\0\0\0\n\0\0\0\0\0"];
+    for (i, tail) in junk.iter().enumerate() {
+        let case = tempfile::tempdir().unwrap();
+        let p = case.path().join("journal.jsonl");
+        let mut bytes = original.clone();
+        bytes.extend_from_slice(tail);
+        std::fs::write(&p, &bytes).unwrap();
+        let what = format!("junk {i}");
+        expect_corrupt(journal::verify(&p), original.len() as u64, 5, &what);
+        expect_corrupt(journal::read::<Step>(&p), original.len() as u64, 5, &what);
+        match Journal::<Step>::open(&p, &OpenOptions::default()) {
+            Err(OpenError::Read(e)) => expect_corrupt(Err::<(), _>(e), original.len() as u64, 5, &what),
+            other => panic!("{what}: open gave {:?}", other.map(|_| ())),
+        }
+        assert_eq!(std::fs::read(&p).unwrap(), bytes, "{what}: open changed the file");
+        assert!(torn_copies(case.path()).is_empty(), "{what}");
+    }
+}
+
+/// A flipped bit in the second-to-last record (say, a deploy's `commit`)
+/// followed by a torn last record must not be cut away as one torn tail:
+/// that would silently turn a committed deploy into an uncommitted one.
+#[test]
+fn a_damaged_record_before_a_torn_last_record_is_corruption() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, offsets) = reference(dir.path(), RECORDS);
+    let original = std::fs::read(&path).unwrap();
+    let (second_last, last) = (offsets[RECORDS - 1] as usize, offsets[RECORDS] as usize);
+    let case = tempfile::tempdir().unwrap();
+    let p = case.path().join("journal.jsonl");
+    // Every byte but the LF (damage there glues the two lines into one,
+    // which a torn append can leave, and is refused by the checksum of the
+    // first when the last is whole).
+    for byte in second_last..last - 1 {
+        for cut in [last + 1, (last + original.len()) / 2, original.len() - 1] {
+            let mut damaged = original[..cut].to_vec();
+            damaged[byte] ^= 0x10;
+            std::fs::write(&p, &damaged).unwrap();
+            let what = format!("byte {byte}, cut at {cut}");
+            let (offset, line) = (second_last as u64, RECORDS as u64);
+            expect_corrupt(journal::verify(&p), offset, line, &what);
+            expect_corrupt(journal::read::<Step>(&p), offset, line, &what);
+            if byte % 16 == 0 {
+                match Journal::<Step>::open(&p, &OpenOptions::default()) {
+                    Err(OpenError::Read(e)) => expect_corrupt(Err::<(), _>(e), offset, line, &what),
+                    other => panic!("{what}: open gave {:?}", other.map(|_| ())),
+                }
+                assert_eq!(std::fs::read(&p).unwrap(), damaged, "{what}: open changed the file");
+            }
+        }
+    }
 }

@@ -14,7 +14,8 @@ fn fault_specs_parse() {
     assert_eq!(Fault::parse("before:1"), Some(Fault::Before(1)));
     assert_eq!(Fault::parse("torn:12"), Some(Fault::Torn(12)));
     assert_eq!(Fault::parse(" torn : 2 "), Some(Fault::Torn(2)));
-    for bad in ["after:0", "after", "after:", "after:x", "during:1", "after:-1", "", ":3", "after:1:2"] {
+    assert_eq!(Fault::parse("eio:4"), Some(Fault::Eio(4)));
+    for bad in ["after:0", "eio:0", "after", "after:", "after:x", "during:1", "after:-1", "", ":3", "after:1:2"] {
         assert_eq!(Fault::parse(bad), None, "{bad:?}");
     }
 }
@@ -75,4 +76,52 @@ fn before_the_first_record_of_a_new_file_leaves_just_the_header() {
     let path = crash(dir.path(), "before:1");
     let report = journal::verify(&path).unwrap();
     assert_eq!((report.records, report.tail), (1, Tail::Clean));
+}
+
+/// The note a writer leaves when it can neither sync a record nor cut it
+/// off: lock-free readers ignore the bytes after it, and the next opener
+/// cuts them (keeping a copy) and removes the note.
+#[test]
+fn an_unsynced_note_hides_the_bytes_after_it_from_every_reader() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("journal.jsonl");
+    let (mut j, _) = Journal::<Step>::open(&path, &OpenOptions::default()).unwrap();
+    j.append("g", note(0)).unwrap();
+    let durable = std::fs::metadata(&path).unwrap().len();
+    j.append("g", note(1)).unwrap();
+    drop(j);
+    let total = std::fs::metadata(&path).unwrap().len();
+    let mark = dir.path().join("journal.unsynced");
+    std::fs::write(&mark, format!("{durable}\n")).unwrap();
+    let torn = Tail::Torn { offset: durable, line: 3, len: total - durable };
+    let replay = journal::read::<Step>(&path).unwrap();
+    assert_eq!((texts(&replay.records), replay.tail.clone()), (vec![note(0)], torn.clone()));
+    assert_eq!(journal::verify(&path).unwrap().tail, torn);
+    let (_, opened) = Journal::<Step>::open(&path, &OpenOptions::default()).unwrap();
+    assert_eq!(texts(&opened.records), vec![note(0)]);
+    assert_eq!(opened.repaired.map(|r| r.0), Some(torn));
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), durable);
+    assert!(!mark.exists(), "the note outlived the cut");
+}
+
+/// A reservation allocates blocks past the end without changing the size
+/// (or, where the file system cannot, checks the free space).
+#[test]
+fn reserve_allocates_without_growing_the_file() {
+    use std::os::unix::fs::MetadataExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("journal.jsonl");
+    let (mut j, _) = Journal::<Step>::open(&path, &OpenOptions::default()).unwrap();
+    let before = std::fs::metadata(&path).unwrap();
+    match j.reserve(1 << 20).unwrap() {
+        journal::Reserved::Allocated => {
+            let after = std::fs::metadata(&path).unwrap();
+            assert_eq!(after.len(), before.len());
+            assert!(after.blocks() * 512 >= 1 << 20, "{} blocks", after.blocks());
+        }
+        journal::Reserved::Available(free) => assert!(free >= 1 << 20),
+    }
+    j.append("g", note(0)).unwrap();
+    drop(j);
+    assert_eq!(journal::verify(&path).unwrap().tail, Tail::Clean);
 }

@@ -313,7 +313,7 @@ fn model(bytes: &[u8], decode_payload: bool) -> (Class, Vec<ModelRecord>) {
 }
 
 /// The line at `pos` is invalid: corrupt if a valid record starts at any
-/// `{"v":` after it, else a torn tail.
+/// `{"v":` after it or if it is not the last line, else a torn tail.
 fn invalid_at(bytes: &[u8], pos: usize, expected: u64) -> Class {
     let mut s = pos + 1;
     while s < bytes.len() {
@@ -325,6 +325,9 @@ fn invalid_at(bytes: &[u8], pos: usize, expected: u64) -> Class {
             return Class::Corrupt { offset: pos as u64, line: expected + 1 };
         }
         s += 1;
+    }
+    if bytes[pos..bytes.len() - 1].contains(&b'\n') {
+        return Class::Corrupt { offset: pos as u64, line: expected + 1 };
     }
     Class::Torn { records: expected, offset: pos as u64, line: expected + 1, len: (bytes.len() - pos) as u64 }
 }
@@ -519,9 +522,10 @@ fn seeds() -> Vec<(String, Vec<u8>)> {
     drop(Journal::<Value>::open(&p, &OpenOptions::default()).unwrap());
     out.push(("api-header-only".into(), std::fs::read(&p).unwrap()));
     out.push(("empty".into(), Vec::new()));
-    // A torn append and zeros after a crash.
+    // A torn append (half of a record's line, no LF) and zeros after a crash.
     let mut torn = compacted.clone();
-    torn.extend_from_slice(&compacted[compacted.len() / 2..compacted.len() * 3 / 4]);
+    let last = compacted[..compacted.len() - 1].iter().rposition(|&c| c == b'\n').map_or(0, |i| i + 1);
+    torn.extend_from_slice(&compacted[last..last + (compacted.len() - last) / 2]);
     out.push(("api-torn".into(), torn));
     let mut zeros = compacted;
     zeros.extend_from_slice(&[0u8; 300]);
