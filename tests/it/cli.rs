@@ -5,14 +5,7 @@
 use std::process::Output;
 
 use crate::support::{self, describe, image, TestApp};
-
-fn stdout(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).to_string()
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).to_string()
-}
+use crate::support::{stderr, stdout};
 
 #[test]
 fn an_error_is_one_line_without_a_blank_line_before_it() {

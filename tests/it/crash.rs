@@ -97,15 +97,7 @@ fn ended(out: &Output) -> Ended {
 /// `swap --state-dir <dir> <args>` as a command, with every `SWAP_*` variable
 /// of this process removed (like `TestApp::swap_env`, but spawnable).
 fn swap_command(app: &TestApp, env: &[(&str, &str)], args: &[String]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_swap"));
-    for (key, _) in std::env::vars_os() {
-        if key.to_string_lossy().starts_with("SWAP_") {
-            cmd.env_remove(key);
-        }
-    }
-    cmd.envs(env.iter().copied());
-    cmd.arg("--state-dir").arg(&app.state_dir).args(args);
-    cmd
+    app.command(env, args)
 }
 
 fn run_swap(app: &TestApp, env: &[(&str, &str)], args: &[String]) -> Output {

@@ -12,11 +12,12 @@ use std::collections::BTreeSet;
 use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Output};
 use std::time::{Duration, Instant};
 
 use crate::support;
-use crate::support::{describe, image, TestApp, DEMO_PORT};
+use crate::support::{assert_exit, code, id_of, journal, kind, publish, stderr, stdout};
+use crate::support::{describe, image, TestApp};
 use serde_json::Value;
 
 /// How long a demo app may take to answer after a deploy returned.
@@ -25,44 +26,6 @@ const ANSWER: Duration = Duration::from_secs(10);
 // ---------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------
-
-fn code(out: &Output) -> Option<i32> {
-    out.status.code()
-}
-
-fn stdout(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).to_string()
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).to_string()
-}
-
-/// Asserts the run exited with `want`.
-#[track_caller]
-fn assert_exit(out: &Output, want: i32) {
-    assert_eq!(code(out), Some(want), "expected exit code {want}:\n{}", describe(out));
-}
-
-/// `HOST:8080` for a host port.
-fn publish(port: u16) -> String {
-    format!("{port}:{DEMO_PORT}")
-}
-
-/// The app's journal records, parsed (every line must be JSON).
-fn journal(app: &TestApp) -> Vec<Value> {
-    let text = std::fs::read_to_string(app.journal_path())
-        .unwrap_or_else(|e| panic!("read journal {}: {e}", app.journal_path().display()));
-    text.lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("journal line is not JSON ({e}): {l}")))
-        .collect()
-}
-
-/// The `data.kind` of a record.
-fn kind(r: &Value) -> &str {
-    r["data"]["kind"].as_str().unwrap_or_default()
-}
 
 /// Records of one kind.
 fn of_kind<'a>(records: &'a [Value], k: &str) -> Vec<&'a Value> {
@@ -118,11 +81,6 @@ fn assert_outage_is_swaps_own(app: &TestApp, probe: &support::ProbeReport) {
     );
 }
 
-/// Id of the container named exactly `name`.
-fn id_of(name: &str) -> String {
-    support::inspect(name).unwrap_or_else(|| panic!("no container {name}"))["Id"].as_str().unwrap().to_string()
-}
-
 /// Every container that belongs to the app: named `<app>`/`<app>--swap-*`
 /// or labelled `swap.app=<app>`; sorted ids.
 fn all_ids_of(app: &str) -> Vec<String> {
@@ -169,15 +127,7 @@ fn restart_policy(name: &str) -> String {
 
 /// A swap process started in the background, with its output captured.
 fn spawn_swap(app: &TestApp, args: &[&str]) -> Child {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_swap"));
-    for (key, _) in std::env::vars_os() {
-        if key.to_string_lossy().starts_with("SWAP_") {
-            cmd.env_remove(key);
-        }
-    }
-    cmd.arg("--state-dir").arg(&app.state_dir).args(args);
-    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
-    cmd.spawn().expect("spawn swap")
+    app.spawn(&[], args)
 }
 
 /// Waits for a child, returning its output and when it ended.
@@ -264,6 +214,26 @@ fn first_deploy_on_bridge_serves_and_is_journaled() {
 // 2, 3. Re-deploys with a prober
 // ---------------------------------------------------------------------------
 
+/// Re-deploys v1 to v2 while a prober polls `port`: exit 0, v2 serving,
+/// clients saw v1 then v2 and never v1 again, and no outage beyond swap's
+/// own journaled window. Prints what the prober saw.
+fn redeploy_v2_probed(app: &TestApp, port: u16, what: &str) {
+    let prober = support::Prober::start(port);
+    std::thread::sleep(Duration::from_millis(100));
+    let out = app.swap(&["deploy", app.name(), "--image", &image("v2")]);
+    std::thread::sleep(Duration::from_millis(300));
+    let probe = prober.stop();
+    assert_exit(&out, 0);
+    eprintln!(
+        "OUTAGE {what} re-deploy: longest gap {:?} ({} ok, {} failed, bodies {:?}, flip-backs {}); swap's own estimate {} ms",
+        probe.longest_gap, probe.successes, probe.failures, probe.bodies, probe.flip_backs, own_outage_ms(app)
+    );
+    assert_serving(app.name(), port, "v2");
+    assert_eq!(probe.flip_backs, 0, "v1 answered again after v2: {probe:?}");
+    assert_eq!(probe.bodies, vec!["v1\n".to_string(), "v2\n".to_string()], "{probe:?}");
+    assert_outage_is_swaps_own(app, &probe);
+}
+
 #[test]
 fn redeploy_on_bridge_swaps_v1_for_v2_without_flip_back() {
     support::images();
@@ -273,20 +243,7 @@ fn redeploy_on_bridge_swaps_v1_for_v2_without_flip_back() {
     first_deploy(&app, "v1", port, net);
     let old_id = id_of(app.name());
 
-    let prober = support::Prober::start(port);
-    std::thread::sleep(Duration::from_millis(100));
-    let out = app.swap(&["deploy", app.name(), "--image", &image("v2")]);
-    std::thread::sleep(Duration::from_millis(300));
-    let probe = prober.stop();
-    assert_exit(&out, 0);
-    eprintln!(
-        "OUTAGE bridge re-deploy: longest gap {:?} ({} ok, {} failed, bodies {:?}, flip-backs {}); swap's own estimate {} ms",
-        probe.longest_gap, probe.successes, probe.failures, probe.bodies, probe.flip_backs, own_outage_ms(&app)
-    );
-    assert_serving(app.name(), port, "v2");
-    assert_eq!(probe.flip_backs, 0, "v1 answered again after v2: {probe:?}");
-    assert_eq!(probe.bodies, vec!["v1\n".to_string(), "v2\n".to_string()], "{probe:?}");
-    assert_outage_is_swaps_own(&app, &probe);
+    redeploy_v2_probed(&app, port, "bridge");
     assert!(support::inspect(&old_id).is_none(), "the old container was not removed");
     assert_eq!(support::networks_of(app.name()), vec![net.to_string()]);
     assert_journal_ends(&app, "deployed");
@@ -310,21 +267,8 @@ fn redeploy_on_overlay_keeps_aliases_and_env_but_not_image_defaults() {
     assert!(old_aliases.contains(&alias), "{old_aliases:?}");
     let old_id = id_of(app.name());
 
-    let prober = support::Prober::start(port);
-    std::thread::sleep(Duration::from_millis(100));
-    let out = app.swap(&["deploy", app.name(), "--image", &image("v2")]);
-    std::thread::sleep(Duration::from_millis(300));
-    let probe = prober.stop();
-    assert_exit(&out, 0);
-    eprintln!(
-        "OUTAGE overlay re-deploy: longest gap {:?} ({} ok, {} failed, bodies {:?}, flip-backs {}); swap's own estimate {} ms",
-        probe.longest_gap, probe.successes, probe.failures, probe.bodies, probe.flip_backs, own_outage_ms(&app)
-    );
     // "v2" also proves DEMO_VERSION=v1 of the old image was not frozen in.
-    assert_serving(app.name(), port, "v2");
-    assert_eq!(probe.flip_backs, 0, "v1 answered again after v2: {probe:?}");
-    assert_eq!(probe.bodies, vec!["v1\n".to_string(), "v2\n".to_string()], "{probe:?}");
-    assert_outage_is_swaps_own(&app, &probe);
+    redeploy_v2_probed(&app, port, "overlay");
 
     assert_eq!(support::networks_of(app.name()), vec![net.to_string()]);
     assert_eq!(aliases(app.name(), net), old_aliases, "network aliases not cloned");

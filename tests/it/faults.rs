@@ -19,7 +19,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::support;
-use crate::support::{describe, image, wait_until, TestApp, DEMO_PORT};
+use crate::support::{assert_exit, id_of, journal_at as records_at, kind, publish, text};
+use crate::support::{describe, image, wait_until, TestApp};
 use serde_json::Value;
 
 /// How long a demo app may take to answer after a deploy returned.
@@ -32,36 +33,8 @@ const DOCKER_SOCK: &str = "/var/run/docker.sock";
 // Helpers
 // ---------------------------------------------------------------------------
 
-fn code(out: &Output) -> Option<i32> {
-    out.status.code()
-}
-
-/// stdout and stderr together.
-fn text(out: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
-}
-
-#[track_caller]
-fn assert_exit(out: &Output, want: i32) {
-    assert_eq!(code(out), Some(want), "expected exit code {want}:\n{}", describe(out));
-}
-
-fn publish(port: u16) -> String {
-    format!("{port}:{DEMO_PORT}")
-}
-
-/// The journal's records that parse (a torn last line is skipped).
-fn records_at(path: &Path) -> Vec<Value> {
-    let text = std::fs::read(path).unwrap_or_else(|e| panic!("read journal {}: {e}", path.display()));
-    String::from_utf8_lossy(&text).lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
-}
-
 fn records(app: &TestApp) -> Vec<Value> {
     records_at(&app.journal_path())
-}
-
-fn kind(r: &Value) -> &str {
-    r["data"]["kind"].as_str().unwrap_or_default()
 }
 
 /// The records of the last deploy (the group of the last `begin`).
@@ -119,10 +92,6 @@ fn deploy_v1(app: &TestApp, port: u16, extra: &[&str]) {
     assert_answers(port, "v1");
 }
 
-fn id_of(name: &str) -> String {
-    support::inspect(name).unwrap_or_else(|| panic!("no container {name}"))["Id"].as_str().unwrap().to_string()
-}
-
 fn restart_policy(name: &str) -> String {
     let c = support::inspect(name).unwrap_or_else(|| panic!("no container {name}"));
     c["HostConfig"]["RestartPolicy"]["Name"].as_str().unwrap_or_default().to_string()
@@ -148,16 +117,7 @@ fn recover_settles(app: &TestApp, image_tag: &str, outcome: &str) {
 
 /// `swap <args>` in the background, output captured.
 fn spawn_swap(app: &TestApp, env: &[(&str, &str)], args: &[&str]) -> Child {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_swap"));
-    for (key, _) in std::env::vars_os() {
-        if key.to_string_lossy().starts_with("SWAP_") {
-            cmd.env_remove(key);
-        }
-    }
-    cmd.envs(env.iter().copied());
-    cmd.arg("--state-dir").arg(&app.state_dir).args(args);
-    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
-    cmd.spawn().expect("spawn swap")
+    app.spawn(env, args)
 }
 
 fn signal(child: &Child, sig: i32) {

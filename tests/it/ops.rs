@@ -14,7 +14,8 @@ use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use crate::support;
-use crate::support::{describe, image, TestApp, DEMO_PORT};
+use crate::support::{assert_exit, code, id_of, journal, journal_at, kind, publish, stderr, stdout};
+use crate::support::{describe, image, TestApp};
 use serde_json::Value;
 
 /// How long a demo app may take to answer after a deploy returned.
@@ -41,32 +42,11 @@ fn swap_at(dir: &Path, env: &[(&str, &str)], args: &[&str]) -> (Output, u32) {
     (child.wait_with_output().expect("wait for swap"), pid)
 }
 
-fn code(out: &Output) -> Option<i32> {
-    out.status.code()
-}
-
-fn stdout(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).to_string()
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).to_string()
-}
-
-#[track_caller]
-fn assert_exit(out: &Output, want: i32) {
-    assert_eq!(code(out), Some(want), "expected exit code {want}:\n{}", describe(out));
-}
-
 /// Asserts that swap killed itself with SIGKILL (crash injection).
 #[track_caller]
 fn assert_crashed(out: &Output) {
     use std::os::unix::process::ExitStatusExt;
     assert_eq!(out.status.signal(), Some(9), "swap did not kill itself:\n{}", describe(out));
-}
-
-fn publish(port: u16) -> String {
-    format!("{port}:{DEMO_PORT}")
 }
 
 /// Every stdout line parsed as JSON.
@@ -88,23 +68,6 @@ fn json_doc(out: &Output) -> Value {
         .unwrap_or_else(|e| panic!("stdout is not one JSON document ({e}):\n{}", describe(out)))
 }
 
-/// The raw journal records.
-fn journal(app: &TestApp) -> Vec<Value> {
-    journal_at(&app.journal_path())
-}
-
-fn journal_at(path: &Path) -> Vec<Value> {
-    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read journal {}: {e}", path.display()));
-    text.lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("journal line is not JSON ({e}): {l}")))
-        .collect()
-}
-
-fn kind(r: &Value) -> &str {
-    r["data"]["kind"].as_str().unwrap_or_default()
-}
-
 /// The deploy id of the last `begin` record.
 fn last_deploy_id(app: &TestApp) -> String {
     journal(app).iter().rev().find(|r| kind(r) == "begin").expect("a begin record")["group"]
@@ -121,10 +84,6 @@ fn image_id(tag: &str) -> String {
 fn short(id: &str) -> &str {
     let id = id.strip_prefix("sha256:").unwrap_or(id);
     &id[..12.min(id.len())]
-}
-
-fn id_of(name: &str) -> String {
-    support::inspect(name).unwrap_or_else(|| panic!("no container {name}"))["Id"].as_str().unwrap().to_string()
 }
 
 /// Every container of the app (by name or label), sorted ids.

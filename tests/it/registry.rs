@@ -9,11 +9,11 @@
 //! declared before the app, so the app's containers are gone before the
 //! registry's drop removes the images the test built.
 
-use std::process::Output;
 use std::time::Duration;
 
 use crate::support;
 use crate::support::registry::{http_status, Proxy, ProxyMode, Registry};
+use crate::support::{assert_exit, journal, stderr};
 use crate::support::{describe, docker_ok, image, image_id, TestApp, DEMO_PORT};
 use serde_json::Value;
 
@@ -23,25 +23,6 @@ const ANSWER: Duration = Duration::from_secs(10);
 /// Short retry waits so a failing registry does not slow the suite; the
 /// attempts and the stall rule are the product's own.
 const FAST_RETRY: (&str, &str) = ("SWAP_PULL_BACKOFF_MS", "100");
-
-#[track_caller]
-fn assert_exit(out: &Output, want: i32) {
-    assert_eq!(out.status.code(), Some(want), "expected exit code {want}:\n{}", describe(out));
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).to_string()
-}
-
-/// The app's journal records, parsed.
-fn journal(app: &TestApp) -> Vec<Value> {
-    std::fs::read_to_string(app.journal_path())
-        .unwrap_or_else(|e| panic!("read journal {}: {e}", app.journal_path().display()))
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("journal line is not JSON ({e}): {l}")))
-        .collect()
-}
 
 fn begins(app: &TestApp) -> Vec<Value> {
     journal(app).into_iter().filter(|r| r["data"]["kind"] == "begin").collect()

@@ -5,18 +5,12 @@
 //! do: lose data, and touch what is not the app's.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::process::Output;
 use std::time::Duration;
 
 use serde_json::Value;
 
+use crate::support::assert_exit;
 use crate::support::{self, describe, image, TestApp, DEMO_PORT};
-
-/// Asserts the run exited with `want`.
-#[track_caller]
-fn assert_exit(out: &Output, want: i32) {
-    assert_eq!(out.status.code(), Some(want), "expected exit code {want}:\n{}", describe(out));
-}
 
 /// A named volume or a scratch directory a test owns, removed at the end.
 struct Owned {

@@ -350,6 +350,11 @@ impl TestApp {
     /// Like [`TestApp::swap`], with extra environment variables (e.g.
     /// `SWAP_CRASH_AT`).
     pub fn swap_env(&self, env: &[(&str, &str)], args: &[&str]) -> Output {
+        self.command(env, args).output().expect("run the swap binary")
+    }
+
+    /// The `swap` command [`TestApp::swap_env`] runs, to spawn or adjust.
+    pub fn command<S: AsRef<std::ffi::OsStr>>(&self, env: &[(&str, &str)], args: &[S]) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_swap"));
         for (key, _) in std::env::vars_os() {
             if key.to_string_lossy().starts_with("SWAP_") {
@@ -358,7 +363,14 @@ impl TestApp {
         }
         cmd.envs(env.iter().copied());
         cmd.arg("--state-dir").arg(&self.state_dir).args(args);
-        cmd.output().expect("run the swap binary")
+        cmd
+    }
+
+    /// Starts `swap <args>` with stdout and stderr piped.
+    pub fn spawn(&self, env: &[(&str, &str)], args: &[&str]) -> std::process::Child {
+        let mut cmd = self.command(env, args);
+        cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+        cmd.spawn().expect("spawn swap")
     }
 
     /// Force-removes every container named `<app>` or `<app>--swap-*`, or
@@ -849,4 +861,63 @@ pub fn mounts_of(name: &str) -> BTreeMap<String, (String, String)> {
             (field("Destination"), (field("Type"), what))
         })
         .collect()
+}
+
+// ---------------------------------------------------------------------------
+// A swap run's output and journal
+// ---------------------------------------------------------------------------
+
+/// The run's exit code (`None` when a signal killed it).
+pub fn code(out: &Output) -> Option<i32> {
+    out.status.code()
+}
+
+/// The run's stdout, lossily decoded.
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+/// The run's stderr, lossily decoded.
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).to_string()
+}
+
+/// Everything the run printed, stdout then stderr.
+pub fn text(out: &Output) -> String {
+    format!("{}{}", stdout(out), stderr(out))
+}
+
+/// Asserts the run exited with `want`, showing all it printed otherwise.
+#[track_caller]
+pub fn assert_exit(out: &Output, want: i32) {
+    assert_eq!(code(out), Some(want), "expected exit code {want}:\n{}", describe(out));
+}
+
+/// `HOST:8080`: `--publish` of the demo port on a host port.
+pub fn publish(port: u16) -> String {
+    format!("{port}:{DEMO_PORT}")
+}
+
+/// The records of the journal at `path`, parsed (every line must be JSON).
+pub fn journal_at(path: &Path) -> Vec<Value> {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read journal {}: {e}", path.display()));
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("journal line is not JSON ({e}): {l}")))
+        .collect()
+}
+
+/// The app's journal records (see [`journal_at`]).
+pub fn journal(app: &TestApp) -> Vec<Value> {
+    journal_at(&app.journal_path())
+}
+
+/// A record's kind (`begin`, `intent`, …), read from the JSON.
+pub fn kind(r: &Value) -> &str {
+    r["data"]["kind"].as_str().unwrap_or_default()
+}
+
+/// The id of the container named exactly `name`.
+pub fn id_of(name: &str) -> String {
+    inspect(name).unwrap_or_else(|| panic!("no container {name}"))["Id"].as_str().unwrap().to_string()
 }
