@@ -1,7 +1,8 @@
 //! The Docker engine as the step engine sees it: one small trait and the
 //! plain types it speaks. The real implementation (`bollard_engine`) is the
-//! only code that names bollard; the in-memory one (`memory`) lets the step
-//! engine be crashed and faulted exhaustively without a daemon.
+//! only code that names bollard; an in-memory one in the simulation tests
+//! (`tests/sim/memory.rs`) lets the step engine be crashed and faulted
+//! exhaustively without a daemon.
 //!
 //! Container definitions travel as the Docker Engine API's own JSON shapes
 //! (`Config`, `HostConfig`) so a clone keeps every field the old container had,

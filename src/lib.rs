@@ -21,8 +21,8 @@
 //! - The engine boundary: [`docker`] (the engine trait); [`bollard_engine`]
 //!   (the real engine, the only module naming bollard); [`docker_host`]
 //!   (which engine the environment names, refused when swap cannot talk to
-//!   it as asked); [`memory`] (an in-memory engine for exhaustive crash
-//!   simulation).
+//!   it as asked). An in-memory engine for exhaustive crash simulation is
+//!   part of the simulation tests (`tests/sim/memory.rs`), not of swap.
 //! - The process: [`report`] (human and JSON progress); [`state`] (the
 //!   state directory); [`signal`] (Ctrl-C ends a deploy with a rollback, not
 //!   a crash; a hangup changes nothing).
@@ -39,7 +39,6 @@ pub mod docker_host;
 pub mod error;
 pub mod health;
 pub mod history;
-pub mod memory;
 pub mod pull;
 pub mod query;
 pub mod record;

@@ -19,15 +19,15 @@
 //! - Published ports: a host port held by a running container (or another
 //!   process) makes a start fail, and the container stays stopped.
 //! - A request whose client died is still carried out, later
-//!   ([`Fault::CrashInFlight`]).
+//!   ([`CallFault::CrashInFlight`]).
 //!
 //! Faults are injected by call number: every trait call, whatever its method,
 //! takes the next number starting at 1, so a schedule or a seed replays
-//! exactly. A [`Fault::Crash`] models the deploying process being killed
+//! exactly. A [`CallFault::Crash`] models the deploying process being killed
 //! (SIGKILL): the call never returns, [`MemoryEngine::crashed`] turns true,
 //! and the harness drops the whole operation, then runs the "restarted
 //! process" against the same engine, whose containers persist like a real
-//! daemon's. A [`Fault::CrashInFlight`] kills it with the request on its
+//! daemon's. A [`CallFault::CrashInFlight`] kills it with the request on its
 //! way: the daemon applies it later, as Docker finishes a request whose
 //! client died, and the restarted process must not look too early.
 //!
@@ -43,7 +43,7 @@ use serde_json::{json, Map, Value};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::docker::{
+use swap::docker::{
     Attachment, BuildProgress, Container, Definition, Engine, EngineError, EngineResult, Image, Mount, Network,
     PullEvent, PullProgress, RegistryAuth, RestartPolicy,
 };
@@ -63,7 +63,7 @@ pub enum ImageBehaviour {
 
 /// A fault injected into one engine call.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Fault {
+pub enum CallFault {
     /// The daemon is not reached: the call fails with `Unreachable` and has
     /// no effect.
     Unreachable,
@@ -74,7 +74,7 @@ pub enum Fault {
     ErrorAfterEffect,
     /// The answer is lost with the request still on its way: the call fails
     /// with `Unreachable` at once, and the daemon applies the request later,
-    /// as for [`Fault::CrashInFlight`] (a socket dropped or a proxy timed
+    /// as for [`CallFault::CrashInFlight`] (a socket dropped or a proxy timed
     /// out while Docker went on with it). The process lives on.
     ErrorInFlight,
     /// The calling process dies before the request leaves: no effect, the
@@ -98,15 +98,15 @@ pub enum Fault {
 pub struct RandomFaults {
     /// The seed.
     pub seed: u64,
-    /// Probability of [`Fault::Unreachable`] per call.
+    /// Probability of [`CallFault::Unreachable`] per call.
     pub unreachable: f64,
-    /// Probability of [`Fault::ErrorAfterEffect`] per call.
+    /// Probability of [`CallFault::ErrorAfterEffect`] per call.
     pub error_after_effect: f64,
-    /// Probability of [`Fault::Crash`] per call.
+    /// Probability of [`CallFault::Crash`] per call.
     pub crash: f64,
-    /// Probability of [`Fault::CrashAfterEffect`] per call.
+    /// Probability of [`CallFault::CrashAfterEffect`] per call.
     pub crash_after_effect: f64,
-    /// Probability of [`Fault::CrashInFlight`] per call.
+    /// Probability of [`CallFault::CrashInFlight`] per call.
     pub crash_in_flight: f64,
 }
 
@@ -124,16 +124,16 @@ impl RandomFaults {
     }
 
     /// The fault this seed injects at call `number`, if any.
-    pub fn decide(&self, number: u64) -> Option<Fault> {
+    pub fn decide(&self, number: u64) -> Option<CallFault> {
         let h = splitmix64(self.seed ^ splitmix64(number));
         let u = (h >> 11) as f64 / (1u64 << 53) as f64;
         let mut edge = 0.0;
         for (p, fault) in [
-            (self.unreachable, Fault::Unreachable),
-            (self.error_after_effect, Fault::ErrorAfterEffect),
-            (self.crash, Fault::Crash),
-            (self.crash_after_effect, Fault::CrashAfterEffect),
-            (self.crash_in_flight, Fault::CrashInFlight),
+            (self.unreachable, CallFault::Unreachable),
+            (self.error_after_effect, CallFault::ErrorAfterEffect),
+            (self.crash, CallFault::Crash),
+            (self.crash_after_effect, CallFault::CrashAfterEffect),
+            (self.crash_in_flight, CallFault::CrashInFlight),
         ] {
             edge += p;
             if u < edge {
@@ -154,7 +154,7 @@ pub struct Call {
     /// Its arguments, summarised.
     pub args: String,
     /// The fault injected into it, if any.
-    pub fault: Option<Fault>,
+    pub fault: Option<CallFault>,
     /// `ok`, `err: …`, `crashed` or `pending` (still running or never returned).
     pub outcome: String,
 }
@@ -205,7 +205,7 @@ pub struct MemoryEngine {
 
 /// A container's lifecycle state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Run {
+enum Lifecycle {
     /// Created, never started.
     Created,
     /// Its process is running.
@@ -232,7 +232,7 @@ struct Ctr {
     /// Networks attached.
     networks: Vec<Attachment>,
     /// Lifecycle state.
-    run: Run,
+    run: Lifecycle,
     /// Exit code of the last run.
     exit_code: i64,
     /// Restarts by Docker's restart manager since the last user start.
@@ -288,7 +288,7 @@ struct State {
     /// Every call, in order.
     log: Vec<Call>,
     /// Faults by call number.
-    schedule: BTreeMap<u64, Fault>,
+    schedule: BTreeMap<u64, CallFault>,
     /// Seeded random faults, consulted when the schedule has none.
     random: Option<RandomFaults>,
     /// Whether the simulated process is dead: every call hangs until cleared.
@@ -495,20 +495,6 @@ impl MemoryEngine {
         c
     }
 
-    /// Points another reference at an existing image.
-    pub fn tag_image(&self, existing: &str, reference: &str) -> bool {
-        let mut s = self.lock();
-        let Some(i) = s.image_index(existing) else {
-            return false;
-        };
-        let tag = normalise_ref(reference);
-        for img in &mut s.images {
-            img.tags.retain(|t| *t != tag);
-        }
-        s.images[i].tags.push(tag);
-        true
-    }
-
     /// Adds a network (`bridge` or `overlay`); returns its id.
     pub fn add_network(&self, name: &str, driver: &str) -> String {
         let mut s = self.lock();
@@ -548,11 +534,6 @@ impl MemoryEngine {
         self.lock().overlay_race_calls = calls;
     }
 
-    /// Adds this latency (tokio time) to every call before it takes effect.
-    pub fn set_latency(&self, latency: Duration) {
-        self.lock().latency = latency;
-    }
-
     /// Sets what every following `build` does.
     pub fn set_build(&self, outcome: BuildOutcome) {
         self.lock().build = outcome;
@@ -580,8 +561,8 @@ impl MemoryEngine {
         for i in 0..s.containers.len() {
             let health = s.health_now(i);
             let c = &mut s.containers[i];
-            if matches!(c.run, Run::Running | Run::Restarting) {
-                c.run = Run::Exited;
+            if matches!(c.run, Lifecycle::Running | Lifecycle::Restarting) {
+                c.run = Lifecycle::Exited;
                 c.exit_code = 255;
                 c.started = None;
                 c.last_health = health;
@@ -616,7 +597,7 @@ impl MemoryEngine {
         let Ok(i) = s.resolve(name_or_id) else {
             return false;
         };
-        if s.containers[i].run != Run::Running {
+        if s.containers[i].run != Lifecycle::Running {
             return false;
         }
         let active = s.active_overlays();
@@ -629,9 +610,9 @@ impl MemoryEngine {
         if should_restart(&c.policy, code, false, c.restart_count) {
             c.restart_count += 1;
             match behaviour {
-                ImageBehaviour::ExitsAtOnce(_) => c.run = Run::Restarting,
+                ImageBehaviour::ExitsAtOnce(_) => c.run = Lifecycle::Restarting,
                 _ => {
-                    c.run = Run::Running;
+                    c.run = Lifecycle::Running;
                     c.started = Some(Instant::now());
                     c.started_at = stamp;
                     c.logs.push("restarted by its restart policy".into());
@@ -639,7 +620,7 @@ impl MemoryEngine {
             }
         } else {
             c.last_health = health;
-            c.run = Run::Exited;
+            c.run = Lifecycle::Exited;
             c.started = None;
         }
         s.mark_torn_down(&active);
@@ -649,12 +630,12 @@ impl MemoryEngine {
     // ---- faults --------------------------------------------------------
 
     /// Replaces the fault schedule (faults by call number).
-    pub fn set_faults(&self, faults: impl IntoIterator<Item = (u64, Fault)>) {
+    pub fn set_faults(&self, faults: impl IntoIterator<Item = (u64, CallFault)>) {
         self.lock().schedule = faults.into_iter().collect();
     }
 
     /// Adds one fault at call `number`.
-    pub fn fault_at(&self, number: u64, fault: Fault) {
+    pub fn fault_at(&self, number: u64, fault: CallFault) {
         self.lock().schedule.insert(number, fault);
     }
 
@@ -716,7 +697,7 @@ impl MemoryEngine {
 
     /// The faults injected so far: replaying them with
     /// [`set_faults`](Self::set_faults) reproduces a random run.
-    pub fn injected(&self) -> Vec<(u64, Fault)> {
+    pub fn injected(&self) -> Vec<(u64, CallFault)> {
         self.lock().log.iter().filter_map(|c| c.fault.clone().map(|f| (c.number, f))).collect()
     }
 
@@ -732,15 +713,6 @@ impl MemoryEngine {
     pub fn by_name(&self, name: &str) -> Option<Container> {
         let s = self.lock();
         s.containers.iter().position(|c| c.name == name).map(|i| s.view(i))
-    }
-
-    /// The images, as `inspect` would show them.
-    pub fn images(&self) -> Vec<Image> {
-        self.lock()
-            .images
-            .iter()
-            .map(|i| Image { id: i.id.clone(), tags: i.tags.clone(), config: i.config.clone() })
-            .collect()
     }
 
     // ---- the call protocol ---------------------------------------------
@@ -771,12 +743,12 @@ impl MemoryEngine {
         if !latency.is_zero() {
             tokio::time::sleep(latency).await;
         }
-        if fault == Some(Fault::CrashInFlight) {
+        if fault == Some(CallFault::CrashInFlight) {
             self.send_orphan(number, waits, op, true);
             self.crash.send_replace(true);
             return std::future::pending().await;
         }
-        if fault == Some(Fault::ErrorInFlight) {
+        if fault == Some(CallFault::ErrorInFlight) {
             self.send_orphan(number, waits, op, false);
             return Err(unreachable(method, "reply lost"));
         }
@@ -789,7 +761,7 @@ impl MemoryEngine {
     }
 
     /// Leaves call `number` on its way: its effect lands later (see
-    /// [`Fault::CrashInFlight`]); with `die`, the simulated process dies.
+    /// [`CallFault::CrashInFlight`]); with `die`, the simulated process dies.
     fn send_orphan<T: 'static>(
         &self,
         number: u64,
@@ -819,7 +791,7 @@ impl MemoryEngine {
 
     /// Numbers and logs a call and picks its fault; `None` if the simulated
     /// process is dead.
-    fn begin(&self, method: &'static str, args: String) -> Option<(u64, Option<Fault>, Duration)> {
+    fn begin(&self, method: &'static str, args: String) -> Option<(u64, Option<CallFault>, Duration)> {
         let mut s = self.lock();
         if s.crashed {
             return None;
@@ -838,22 +810,22 @@ impl MemoryEngine {
         &self,
         number: u64,
         method: &'static str,
-        fault: Option<Fault>,
+        fault: Option<CallFault>,
         op: impl FnOnce(&mut State) -> EngineResult<T>,
     ) -> (EngineResult<T>, bool) {
         let mut s = self.lock();
         let (result, crash) = match fault {
             None => (op(&mut s), false),
-            Some(Fault::Unreachable) => (Err(unreachable(method, "injected")), false),
-            Some(Fault::Daemon(msg)) => (Err(EngineError::Daemon(msg)), false),
-            Some(Fault::ErrorAfterEffect) => {
+            Some(CallFault::Unreachable) => (Err(unreachable(method, "injected")), false),
+            Some(CallFault::Daemon(msg)) => (Err(EngineError::Daemon(msg)), false),
+            Some(CallFault::ErrorAfterEffect) => {
                 let _ = op(&mut s);
                 (Err(unreachable(method, "injected after the effect")), false)
             }
-            Some(Fault::ErrorInFlight) => (Err(unreachable(method, "reply lost")), false),
+            Some(CallFault::ErrorInFlight) => (Err(unreachable(method, "reply lost")), false),
             // `call_waiting` sends these off before `finish`.
-            Some(Fault::Crash | Fault::CrashInFlight) => (Err(unreachable(method, "crash")), true),
-            Some(Fault::CrashAfterEffect) => {
+            Some(CallFault::Crash | CallFault::CrashInFlight) => (Err(unreachable(method, "crash")), true),
+            Some(CallFault::CrashAfterEffect) => {
                 let _ = op(&mut s);
                 (Err(unreachable(method, "crash")), true)
             }
@@ -1043,7 +1015,8 @@ impl State {
         self.containers
             .iter()
             .filter(|c| {
-                matches!(c.run, Run::Running | Run::Restarting) && c.networks.iter().any(|a| a.network == network)
+                matches!(c.run, Lifecycle::Running | Lifecycle::Restarting)
+                    && c.networks.iter().any(|a| a.network == network)
             })
             .count()
     }
@@ -1128,7 +1101,7 @@ impl State {
             image_id,
             def: def.clone(),
             networks: vec![first],
-            run: Run::Created,
+            run: Lifecycle::Created,
             exit_code: 0,
             restart_count: 0,
             started_at: String::new(),
@@ -1156,7 +1129,7 @@ impl State {
         }
         // Only a running container gets an endpoint now; a stopped one gets
         // it at start, where the race is checked.
-        if matches!(c.run, Run::Running | Run::Restarting) {
+        if matches!(c.run, Lifecycle::Running | Lifecycle::Restarting) {
             if let Some(e) = self.overlay_race(&att.network) {
                 return Err(e);
             }
@@ -1169,7 +1142,7 @@ impl State {
     /// the overlay race) rather than by the daemon itself.
     fn start(&mut self, id: &str, user: bool) -> EngineResult<()> {
         let i = self.resolve(id)?;
-        if matches!(self.containers[i].run, Run::Running | Run::Restarting) {
+        if matches!(self.containers[i].run, Lifecycle::Running | Lifecycle::Restarting) {
             return Ok(()); // Docker answers 304 Not Modified.
         }
         for a in &self.containers[i].networks {
@@ -1185,7 +1158,9 @@ impl State {
         let name = self.containers[i].name.clone();
         for port in Self::host_ports(&self.containers[i].def) {
             let taken_by_container = self.containers.iter().enumerate().any(|(j, c)| {
-                j != i && matches!(c.run, Run::Running | Run::Restarting) && Self::host_ports(&c.def).contains(&port)
+                j != i
+                    && matches!(c.run, Lifecycle::Running | Lifecycle::Restarting)
+                    && Self::host_ports(&c.def).contains(&port)
             });
             if taken_by_container || self.external_ports.contains(&port) {
                 let endpoint = &self.containers[i].id[..12];
@@ -1211,12 +1186,13 @@ impl State {
                 c.exit_code = code;
                 c.logs.push(format!("fatal: exiting with code {code}"));
                 c.started = None;
-                c.run = if should_restart(&c.policy, code, false, 0) { Run::Restarting } else { Run::Exited };
+                c.run =
+                    if should_restart(&c.policy, code, false, 0) { Lifecycle::Restarting } else { Lifecycle::Exited };
             }
             _ => {
                 c.exit_code = 0;
                 c.started = Some(Instant::now());
-                c.run = Run::Running;
+                c.run = Lifecycle::Running;
                 c.logs.push("listening".into());
             }
         }
@@ -1225,17 +1201,17 @@ impl State {
 
     fn stop(&mut self, id: &str) -> EngineResult<()> {
         let i = self.resolve(id)?;
-        if !matches!(self.containers[i].run, Run::Running | Run::Restarting) {
+        if !matches!(self.containers[i].run, Lifecycle::Running | Lifecycle::Restarting) {
             return Ok(()); // 304 Not Modified; "manually stopped" unchanged.
         }
         let active = self.active_overlays();
         let health = self.health_now(i);
         let c = &mut self.containers[i];
-        if c.run == Run::Running {
+        if c.run == Lifecycle::Running {
             c.exit_code = 0;
             c.last_health = health;
         }
-        c.run = Run::Exited;
+        c.run = Lifecycle::Exited;
         c.started = None;
         c.manually_stopped = true;
         c.logs.push("received SIGTERM, exiting".into());
@@ -1261,7 +1237,7 @@ impl State {
         // moby#42351: a running container's endpoints on a swarm-scoped
         // overlay are re-published under the new name, and the cluster's
         // endpoint table already holds the key; the daemon undoes the rename.
-        if matches!(c.run, Run::Running | Run::Restarting) {
+        if matches!(c.run, Lifecycle::Running | Lifecycle::Restarting) {
             let overlay = c.networks.iter().find_map(|a| {
                 self.networks.iter().find(|n| n.name == a.network && n.driver == "overlay").map(|n| n.id.clone())
             });
@@ -1302,8 +1278,8 @@ impl State {
         c.def
             .host_config
             .insert("RestartPolicy".into(), json!({"Name": name, "MaximumRetryCount": policy.max_retries}));
-        if c.run == Run::Restarting && !should_restart(&c.policy, c.exit_code, false, c.restart_count) {
-            c.run = Run::Exited;
+        if c.run == Lifecycle::Restarting && !should_restart(&c.policy, c.exit_code, false, c.restart_count) {
+            c.run = Lifecycle::Exited;
         }
         Ok(())
     }
@@ -1322,13 +1298,13 @@ impl State {
         // A flapping container: Docker's restart manager restarted it once
         // more since it was last looked at.
         let c = &mut self.containers[i];
-        if c.run == Run::Restarting {
+        if c.run == Lifecycle::Restarting {
             if should_restart(&c.policy, c.exit_code, false, c.restart_count) {
                 c.restart_count += 1;
                 c.logs.push(format!("fatal: exiting with code {}", c.exit_code));
             }
             if !should_restart(&c.policy, c.exit_code, false, c.restart_count) {
-                c.run = Run::Exited;
+                c.run = Lifecycle::Exited;
             }
         }
         Ok(Some(self.view(i)))
@@ -1366,16 +1342,16 @@ impl State {
             .unwrap_or_default();
         let has_hc = has_healthcheck(&image_config, &c.def.config);
         let health = match c.run {
-            Run::Running => c.health(Instant::now(), &behaviour, has_hc, self.health_delay),
-            Run::Restarting => has_hc.then(|| "starting".to_string()),
-            Run::Created => None,
-            Run::Exited => c.last_health.clone(),
+            Lifecycle::Running => c.health(Instant::now(), &behaviour, has_hc, self.health_delay),
+            Lifecycle::Restarting => has_hc.then(|| "starting".to_string()),
+            Lifecycle::Created => None,
+            Lifecycle::Exited => c.last_health.clone(),
         };
         let status = match c.run {
-            Run::Created => "created",
-            Run::Running => "running",
-            Run::Restarting => "restarting",
-            Run::Exited => "exited",
+            Lifecycle::Created => "created",
+            Lifecycle::Running => "running",
+            Lifecycle::Restarting => "restarting",
+            Lifecycle::Exited => "exited",
         };
         Container {
             id: c.id.clone(),
@@ -1383,7 +1359,7 @@ impl State {
             image_id: c.image_id.clone(),
             image_ref: c.image_ref.clone(),
             // Docker reports State.Running = true while restarting.
-            running: matches!(c.run, Run::Running | Run::Restarting),
+            running: matches!(c.run, Lifecycle::Running | Lifecycle::Restarting),
             status: status.into(),
             exit_code: c.exit_code,
             restart_count: c.restart_count,
@@ -1418,7 +1394,7 @@ impl Ctr {
 }
 
 impl Engine for MemoryEngine {
-    /// See [`Fault::CrashInFlight`]: an orphan lands well within this.
+    /// See [`CallFault::CrashInFlight`]: an orphan lands well within this.
     fn orphan_bound(&self, waits: Duration) -> Duration {
         self.lock().orphan_grace + waits
     }
@@ -2021,7 +1997,11 @@ mod tests {
     async fn unreachable_and_error_after_effect() {
         let e = MemoryEngine::new();
         e.add_image("app:v1", ImageBehaviour::Serves);
-        e.set_faults([(1, Fault::Unreachable), (2, Fault::ErrorAfterEffect), (3, Fault::Daemon("no".into()))]);
+        e.set_faults([
+            (1, CallFault::Unreachable),
+            (2, CallFault::ErrorAfterEffect),
+            (3, CallFault::Daemon("no".into())),
+        ]);
         assert!(e.create("web", &def("app:v1", &[], &[])).await.unwrap_err().is_unreachable());
         assert!(e.by_name("web").is_none(), "unreachable: no effect");
         assert!(e.create("web", &def("app:v1", &[], &[])).await.unwrap_err().is_unreachable());
@@ -2030,7 +2010,7 @@ mod tests {
         e.ping().await.unwrap();
         let calls = e.calls();
         assert_eq!(calls.len(), 4);
-        assert_eq!(calls[1].fault, Some(Fault::ErrorAfterEffect));
+        assert_eq!(calls[1].fault, Some(CallFault::ErrorAfterEffect));
         assert!(calls[1].outcome.starts_with("err:"));
         assert_eq!(calls[3].outcome, "ok");
     }
@@ -2040,7 +2020,7 @@ mod tests {
         let e = MemoryEngine::new();
         e.add_image("app:v1", ImageBehaviour::Serves);
         let id = e.create("web", &def("app:v1", &[], &[])).await.unwrap();
-        e.set_faults([(2, Fault::Crash), (4, Fault::CrashAfterEffect)]);
+        e.set_faults([(2, CallFault::Crash), (4, CallFault::CrashAfterEffect)]);
         assert!(matches!(e.until_crash(e.start(&id)).await, Err(Crashed)));
         assert!(e.crashed());
         assert!(!e.by_name("web").unwrap().running, "crash before the effect");
@@ -2057,7 +2037,7 @@ mod tests {
         e.clear_faults();
         assert!(matches!(e.until_crash(e.ping()).await, Ok(Ok(()))));
         // The signal fires for an observer too.
-        e.fault_at(6, Fault::Crash);
+        e.fault_at(6, CallFault::Crash);
         let mut rx = e.crash_signal();
         let op = tokio::spawn({
             let e = e.clone();

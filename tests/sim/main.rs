@@ -4,9 +4,9 @@
 //! recovery, faulted with Docker errors at every call, and run under seeded
 //! random schedules mixing faults, crashes, host reboots and candidate exits.
 //!
-//! A crash is a [`Fault::Crash`] (the process dies before the call leaves: no
-//! effect), a [`Fault::CrashAfterEffect`] (it dies after the daemon acted) or a
-//! [`Fault::CrashInFlight`] (it dies with the request on its way, and the
+//! A crash is a [`CallFault::Crash`] (the process dies before the call leaves: no
+//! effect), a [`CallFault::CrashAfterEffect`] (it dies after the daemon acted) or a
+//! [`CallFault::CrashInFlight`] (it dies with the request on its way, and the
 //! daemon applies it seconds later, after a recovery that looked at once would
 //! have looked) at call `k`: the whole operation's future is dropped, which is
 //! what SIGKILL does between the journal's synchronous, durable appends and the
@@ -55,17 +55,20 @@
 //! schedule prints its seed and the faults injected, and replays with
 //! `SWAP_SIM_SEED=<seed> SWAP_SIM_SCHEDULES=1 cargo nextest run --test sim random`.
 
+mod memory;
+mod pull;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use memory::{CallFault, ImageBehaviour, MemoryEngine, RandomFaults};
 use swap::deploy::{deploy, Deployed, Request, Source};
 use swap::docker::{
     Attachment, BuildProgress, Container, Definition, Engine, EngineResult, Image, Network, RestartPolicy,
 };
 use swap::error::Failure;
-use swap::memory::{Fault, ImageBehaviour, MemoryEngine, RandomFaults};
 use swap::record::{Event, Outcome};
 use swap::recover::{recover_app, Recovered};
 use swap::report::Report;
@@ -361,7 +364,7 @@ fn tear_possible(w: &World, since: u64, pre_len: u64) -> bool {
         .calls()
         .iter()
         .filter(|c| c.number >= first)
-        .all(|c| !MUTATING.contains(&c.method) || c.fault == Some(Fault::Crash))
+        .all(|c| !MUTATING.contains(&c.method) || c.fault == Some(CallFault::Crash))
 }
 
 /// Cuts the journal's last line in half.
@@ -620,17 +623,17 @@ fn state_key(w: &World) -> String {
 #[derive(Debug, Clone, Default)]
 struct Case {
     /// Crash the deploy at its k-th engine call.
-    crash: Option<(u64, Fault)>,
+    crash: Option<(u64, CallFault)>,
     /// Tear the journal's last record after the crash (where possible).
     torn: bool,
     /// Reboot the host (restart the daemon) after the crash.
     reboot: bool,
     /// Crash the first recovery at its k-th call.
-    recovery_crash: Option<(u64, Fault)>,
+    recovery_crash: Option<(u64, CallFault)>,
     /// Tear the journal after the recovery's crash (where possible).
     recovery_torn: bool,
     /// A Docker error (no crash) at the deploy's k-th call.
-    fault: Option<(u64, Fault)>,
+    fault: Option<(u64, CallFault)>,
 }
 
 #[derive(Debug, Default)]
@@ -768,7 +771,7 @@ impl Tally {
 // Exhaustive single and double crashes
 // ---------------------------------------------------------------------------
 
-const CRASHES: [Fault; 3] = [Fault::Crash, Fault::CrashAfterEffect, Fault::CrashInFlight];
+const CRASHES: [CallFault; 3] = [CallFault::Crash, CallFault::CrashAfterEffect, CallFault::CrashInFlight];
 
 fn sweep(sc: Scenario) {
     let rt = runtime();
@@ -888,10 +891,10 @@ fn docker_errors_at_every_call() {
         let n = reference.unwrap_or_else(|e| panic!("{sc:?}: the unfaulted run fails: {e}")).deploy_calls;
         for k in 1..=n {
             for fault in [
-                Fault::Unreachable,
-                Fault::Daemon("injected refusal".into()),
-                Fault::ErrorAfterEffect,
-                Fault::ErrorInFlight,
+                CallFault::Unreachable,
+                CallFault::Daemon("injected refusal".into()),
+                CallFault::ErrorAfterEffect,
+                CallFault::ErrorInFlight,
             ] {
                 let name = format!("{fault:?}").split('(').next().unwrap_or_default().to_string();
                 let case = Case { fault: Some((k, fault.clone())), ..Case::default() };
@@ -1049,13 +1052,13 @@ fn journal_removed_under_a_running_deploy() {
 /// Crash the deploy at every call; the restarted process runs the same
 /// `swap deploy` again, which must recover the unfinished deploy first and
 /// then deploy (or, for a failing candidate, roll back to the old version).
-async fn redeploy_case(sc: Scenario, k: u64, kind: Fault) -> (World, Result<(), String>) {
+async fn redeploy_case(sc: Scenario, k: u64, kind: CallFault) -> (World, Result<(), String>) {
     let w = world(sc).await;
     let r = redeploy_on(&w, k, kind).await;
     (w, r)
 }
 
-async fn redeploy_on(w: &World, k: u64, kind: Fault) -> Result<(), String> {
+async fn redeploy_on(w: &World, k: u64, kind: CallFault) -> Result<(), String> {
     let base = w.mem.call_count();
     w.mem.fault_at(base + k, kind);
     let req = candidate_request(w.sc);
@@ -1234,7 +1237,7 @@ async fn random_on(w: &World, rng: &mut Rng, seed: u64) -> Result<String, String
     let base = w.mem.call_count();
     w.mem.set_random_faults(faults);
     if rng.chance(0.3) {
-        w.mem.fault_at(base + 1 + rng.below(60), Fault::Daemon("injected refusal".into()));
+        w.mem.fault_at(base + 1 + rng.below(60), CallFault::Daemon("injected refusal".into()));
     }
     let exiter = spawn_exiter(w, rng);
     let req = candidate_request(w.sc);
