@@ -355,8 +355,8 @@ async fn execute<E: Engine>(
         // before it acts, so the rollback a later `swap recover` would do can
         // be done now, waiting a little for Docker to answer again. If it
         // does not, the run ends incomplete (exit 5) as before.
-        Err(Failure::Incomplete(_)) if run.docker_lost.is_some() && run.phase == Phase::BeforeCommit => {
-            let why = run.docker_lost.clone().unwrap_or_default();
+        Err(Failure::Incomplete(_)) if run.docker_lost().is_some() && run.phase() == Phase::BeforeCommit => {
+            let why = run.docker_lost().unwrap_or_default().to_string();
             report.note(format!("{why}; rolling back as soon as Docker answers"));
             run.rollback(&why, plan.begin.old.as_ref()).await?;
             Err(Failure::RolledBack(format!("deploy {} of {app} failed and was rolled back: {why}", plan.deploy)))
@@ -364,11 +364,11 @@ async fn execute<E: Engine>(
         // Past the commit point the new version serves; only the old
         // container's removal is left. Finish it once Docker answers
         // (observing first: the lost call may have removed it).
-        Err(Failure::Incomplete(_)) if run.docker_lost.is_some() && run.phase == Phase::ForwardOnly => {
-            let why = run.docker_lost.clone().unwrap_or_default();
+        Err(Failure::Incomplete(_)) if run.docker_lost().is_some() && run.phase() == Phase::ForwardOnly => {
+            let why = run.docker_lost().unwrap_or_default().to_string();
             report.note(format!("{why}; finishing as soon as Docker answers"));
-            let remove = run.intended.iter().rev().find(|s| matches!(s, Step::RemoveOld { .. })).cloned();
-            let container = run.intended.iter().find_map(|s| match s {
+            let remove = run.intended().iter().rev().find(|s| matches!(s, Step::RemoveOld { .. })).cloned();
+            let container = run.intended().iter().find_map(|s| match s {
                 Step::StartCandidate { id, .. } => Some(id.clone()),
                 _ => None,
             });
@@ -380,7 +380,7 @@ async fn execute<E: Engine>(
         }
         // The journal cannot be written before the commit point: put the
         // old version back unjournaled rather than leave it stopped.
-        Err(Failure::Incomplete(why)) if run.phase == Phase::BeforeCommit && run.journal.poisoned() => {
+        Err(Failure::Incomplete(why)) if run.phase() == Phase::BeforeCommit && run.journal.poisoned() => {
             Err(run.restore_unjournaled(&why, plan.begin.old.as_ref()).await)
         }
         Err(other) => Err(other),
@@ -435,8 +435,7 @@ async fn forward<E: Engine>(run: &mut Run<'_, E>, req: &Request, plan: &mut Plan
     run.step(Step::StartCandidate { id: cand.clone(), timeout_s: stop_s }, inputs).await?;
     gate(run, req, &cand, &plan.begin.networks).await?;
     run.check_interrupt()?;
-    run.phase = Phase::ForwardOnly;
-    run.append(Event::Commit { container: cand.clone() })?;
+    run.commit(&cand)?;
     run.report.emit(json!({"event": "commit", "container": cand}), format!("  ● committed: {app} is {}", short(&cand)));
     if let Some(old) = &plan.old {
         run.step(Step::RemoveOld { id: old.id.clone() }, inputs).await?;
@@ -486,7 +485,7 @@ async fn gate<E: Engine>(run: &mut Run<'_, E>, req: &Request, cand: &str, networ
                 ms,
             })?;
             if rejection.unreachable {
-                run.docker_lost = Some(format!("health gate: {}", rejection.reason));
+                run.lose_docker(format!("health gate: {}", rejection.reason));
                 Err(Failure::Incomplete(format!("{}; run `swap recover` once Docker answers", rejection.reason)))
             } else {
                 Err(Failure::RolledBack(rejection.reason))
@@ -507,41 +506,19 @@ async fn build<E: Engine>(
         dockerfile: dockerfile.to_string(),
         tag: tag.map(str::to_string),
     };
-    run.append(Event::Intent { step: step.clone() })?;
-    run.intended.push(step.clone());
-    let t = std::time::Instant::now();
-    let tar =
-        context::tar(dir, dockerfile).map_err(|e| Failure::BadInput(format!("build context {}: {e}", dir.display())));
-    let result = match tar {
-        Ok(tar) => {
-            let report = run.report.clone();
-            let mut progress = move |line: &str| {
-                let line = line.trim_end();
-                if !line.is_empty() {
-                    report.human(format!("    | {line}"));
-                }
-            };
-            run.engine.build(tar, dockerfile, tag, &mut progress).await.map_err(|e| e.to_string())
-        }
-        Err(f) => Err(f.to_string()),
+    let engine = run.engine;
+    let report = run.report.clone();
+    let work = async move {
+        let tar = context::tar(dir, dockerfile)
+            .map_err(|e| crate::docker::EngineError::Daemon(format!("build context {}: {e}", dir.display())))?;
+        let mut progress = move |line: &str| {
+            let line = line.trim_end();
+            if !line.is_empty() {
+                report.human(format!("    | {line}"));
+            }
+        };
+        Ok(Some(engine.build(tar, dockerfile, tag, &mut progress).await?))
     };
-    let ms = t.elapsed().as_millis() as u64;
-    match result {
-        Ok(id) => {
-            run.report.emit(
-                json!({"event": "step", "step": "build", "description": step.describe(), "status": "done", "ms": ms, "output": id}),
-                format!("  ✓ {} -> {} ({ms} ms)", step.describe(), short(&id)),
-            );
-            run.append(Event::Done { step, output: Some(id.clone()), ms })?;
-            Ok(id)
-        }
-        Err(error) => {
-            run.report.emit(
-                json!({"event": "step", "step": "build", "description": step.describe(), "status": "failed", "ms": ms, "error": error}),
-                format!("  ✗ {} ({ms} ms): {error}", step.describe()),
-            );
-            run.append(Event::Failed { step, error: error.clone(), ms, unreachable: false })?;
-            Err(Failure::RolledBack(format!("build failed: {error}")))
-        }
-    }
+    let id = run.step_with(step, work).await?;
+    Ok(id.expect("a build returns the image id"))
 }

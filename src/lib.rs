@@ -23,7 +23,8 @@
 //!   (which engine the environment names, refused when swap cannot talk to
 //!   it as asked). An in-memory engine for exhaustive crash simulation is
 //!   part of the simulation tests (`tests/sim/memory.rs`), not of swap.
-//! - The process: [`report`] (human and JSON progress); [`state`] (the
+//! - The process: [`retry`] (backoff, in one place); [`report`] (human and
+//!   JSON progress); [`state`] (the
 //!   state directory); [`signal`] (Ctrl-C ends a deploy with a rollback, not
 //!   a crash; a hangup changes nothing).
 
@@ -45,6 +46,7 @@ pub mod record;
 pub mod recover;
 pub mod render;
 pub mod report;
+pub mod retry;
 pub mod run;
 pub mod signal;
 pub mod spec;

@@ -194,9 +194,13 @@ pub async fn ensure<E: Engine>(
         format!("  ↓ pulling {reference} from {registry}"),
     );
     let t = std::time::Instant::now();
-    let mut delay = pull.bounds.first_backoff;
     let mut last = String::new();
     let attempts = pull.bounds.attempts.max(1);
+    // The waits between attempts; the loop is this module's own because a
+    // wait must end at a Ctrl-C and each retry is announced.
+    let backoff =
+        crate::retry::Backoff { first: pull.bounds.first_backoff, max: pull.bounds.max_backoff, retries: attempts - 1 };
+    let mut waits = backoff.waits();
     for n in 1..=attempts {
         let mut meter = Meter::new(report);
         match attempt(engine, &target, auth, pull.bounds.stall, &mut meter).await {
@@ -254,7 +258,7 @@ pub async fn ensure<E: Engine>(
                 }
             }
         }
-        if n < attempts {
+        if let Some(delay) = waits.next() {
             report.note(format!(
                 "pull of {reference} from {registry} failed ({last}); attempt {} of {attempts} in {} ms",
                 n + 1,
@@ -263,7 +267,6 @@ pub async fn ensure<E: Engine>(
             sleep_or_interrupt(delay).await.map_err(|()| {
                 Failure::RolledBack(format!("interrupted by a signal while pulling {reference}; nothing changed"))
             })?;
-            delay = (delay * 2).min(pull.bounds.max_backoff);
         }
     }
     Err(Failure::Unavailable(format!(

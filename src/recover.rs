@@ -92,7 +92,7 @@ pub async fn resume<E: Engine>(
             }
             run.append(Event::Recovery { run: RunInfo::current("recover"), decision: "rollback".into(), waited_ms })?;
             report.note(format!("deploy {deploy} had not committed; rolling it back"));
-            run.intended = d.intended;
+            run.adopt(d.intended);
             run.rollback("interrupted before the commit point; rolled back by recovery", d.begin.old.as_ref()).await?;
             Ok(Recovered::RolledBack(deploy.to_string()))
         }

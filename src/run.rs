@@ -12,11 +12,8 @@ use crate::docker::Engine;
 use crate::error::Failure;
 use crate::record::{Event, OldContainer, Outcome};
 use crate::report::Report;
+use crate::retry::{retry, Backoff};
 use crate::step::{Inputs, Step, StepError};
-
-/// How often, and how patiently, a compensation retries an unreachable
-/// daemon before the run ends as incomplete (exit 5).
-const UNREACHABLE_RETRIES: u32 = 6;
 
 /// One deploy's journaled execution.
 #[derive(Debug)]
@@ -30,13 +27,13 @@ pub struct Run<'a, E> {
     /// Where progress goes.
     pub report: &'a Report,
     /// Steps whose intent is durable, in order: what a rollback undoes.
-    pub intended: Vec<Step>,
+    intended: Vec<Step>,
     /// Where the run stands relative to the commit point.
-    pub phase: Phase,
+    phase: Phase,
     /// Why the run lost the daemon, when a step or the health gate ended
     /// because Docker could not be reached (not because the journal could
     /// not be written).
-    pub docker_lost: Option<String>,
+    docker_lost: Option<String>,
     /// A step whose call may still be running inside Docker (its reply was
     /// lost), and when it was sent: a rollback waits for it first.
     /// (Tokio's clock, so a simulation with paused time waits no real time.)
@@ -116,12 +113,58 @@ impl<'a, E: Engine> Run<'a, E> {
     /// observing first: its intent was just written by the only process
     /// holding the lock, so nothing can have happened yet.
     pub async fn step(&mut self, step: Step, inputs: Inputs<'_>) -> Result<Option<String>, Failure> {
+        let engine = self.engine;
+        self.step_with(step.clone(), step.apply(engine, inputs)).await
+    }
+
+    /// Runs a step whose effect `work` produces (a build, which needs the
+    /// context only the deploy holds), journaled like [`Run::step`].
+    pub async fn step_with(
+        &mut self,
+        step: Step,
+        work: impl std::future::Future<Output = Result<Option<String>, StepError>>,
+    ) -> Result<Option<String>, Failure> {
         self.check_interrupt()?;
         self.append(Event::Intent { step: step.clone() })?;
         self.intended.push(step.clone());
         let t = Instant::now();
-        let result = step.apply(self.engine, inputs).await;
+        let result = work.await;
         self.finish_step(step, t, result).await
+    }
+
+    /// Where the run stands relative to the commit point.
+    pub fn phase(&self) -> Phase {
+        self.phase
+    }
+
+    /// Why the run lost the daemon, if it did.
+    pub fn docker_lost(&self) -> Option<&str> {
+        self.docker_lost.as_deref()
+    }
+
+    /// Records that the daemon could not be reached (the health gate could
+    /// not ask): the run ends by rolling back or finishing once it answers.
+    pub fn lose_docker(&mut self, why: String) {
+        self.docker_lost = Some(why);
+    }
+
+    /// The steps whose intent is durable, in order.
+    pub fn intended(&self) -> &[Step] {
+        &self.intended
+    }
+
+    /// Takes over the steps an earlier process intended, so a rollback
+    /// undoes them (recovery).
+    pub fn adopt(&mut self, intended: Vec<Step>) {
+        self.intended = intended;
+    }
+
+    /// The commit point: from here on only forward. The phase changes
+    /// before the record is written, and back if the record could not be
+    /// made durable (see [`Run::append`]).
+    pub fn commit(&mut self, container: &str) -> Result<(), Failure> {
+        self.phase = Phase::ForwardOnly;
+        self.append(Event::Commit { container: container.to_string() })
     }
 
     /// Ends the forward path when a first Ctrl-C or SIGTERM has arrived.
@@ -156,9 +199,13 @@ impl<'a, E: Engine> Run<'a, E> {
         match result {
             Ok(output) => {
                 let out = output.clone();
+                let built = match (&step, &out) {
+                    (Step::Build { .. }, Some(id)) => format!(" -> {}", crate::step::short(id)),
+                    _ => String::new(),
+                };
                 self.report.emit(
                     json!({"event": "step", "step": step.name(), "description": step.describe(), "status": "done", "ms": ms, "output": out}),
-                    format!("  ✓ {} ({ms} ms)", step.describe()),
+                    format!("  ✓ {}{built} ({ms} ms)", step.describe()),
                 );
                 self.append(Event::Done { step, output, ms })?;
                 Ok(out)
@@ -359,23 +406,16 @@ pub async fn wait_in_flight<E: Engine>(
     Some(start.elapsed().as_millis() as u64)
 }
 
-/// Retries an engine operation while the daemon is unreachable, with a
-/// bounded backoff (about 15 s in all).
-pub async fn retry_unreachable<T, F, Fut>(mut op: F) -> Result<T, StepError>
+/// How long an operation is retried while the daemon is unreachable: six
+/// retries, 250 ms doubling to 5 s, about 13 s in all.
+pub const UNREACHABLE: Backoff = Backoff { first: Duration::from_millis(250), max: Duration::from_secs(5), retries: 6 };
+
+/// Retries an engine operation while the daemon is unreachable
+/// ([`UNREACHABLE`]).
+pub async fn retry_unreachable<T, F, Fut>(op: F) -> Result<T, StepError>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, StepError>>,
 {
-    let mut delay = Duration::from_millis(250);
-    let mut tries = 0;
-    loop {
-        match op().await {
-            Err(e) if e.is_unreachable() && tries < UNREACHABLE_RETRIES => {
-                tries += 1;
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(5));
-            }
-            other => return other,
-        }
-    }
+    retry(UNREACHABLE, StepError::is_unreachable, op).await
 }

@@ -11,6 +11,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::docker::{Attachment, Definition, Engine, EngineError, RestartPolicy};
+use crate::retry::{retry, Backoff};
 
 /// Label every container swap creates carries: the app it belongs to.
 pub const LABEL_APP: &str = "swap.app";
@@ -141,40 +142,20 @@ pub struct Inputs<'a> {
     pub definition: Option<&'a Definition>,
 }
 
-/// How long the moby PR#41011 race is retried before giving up.
-const NETWORK_RACE_RETRIES: u32 = 8;
+/// How long the moby PR#41011 race is retried before giving up: eight
+/// retries, 50 ms doubling to 2 s, about 7 s in all.
+const NETWORK_RACE: Backoff = Backoff { first: Duration::from_millis(50), max: Duration::from_secs(2), retries: 8 };
 
 /// Starts a container, retrying the moby PR#41011 race: when the last
 /// container on a node leaves an attachable overlay, the node-local network
 /// is torn down asynchronously and a start right after fails for a moment.
 pub async fn start_with_retry<E: Engine>(engine: &E, id: &str) -> Result<(), EngineError> {
-    let mut delay = Duration::from_millis(50);
-    let mut tries = 0;
-    loop {
-        match engine.start(id).await {
-            Err(e) if e.is_network_race() && tries < NETWORK_RACE_RETRIES => {
-                tries += 1;
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(2));
-            }
-            other => return other,
-        }
-    }
+    retry(NETWORK_RACE, EngineError::is_network_race, || engine.start(id)).await
 }
 
+/// Attaches a container to a network, retrying the same race.
 async fn connect_with_retry<E: Engine>(engine: &E, id: &str, a: &Attachment) -> Result<(), EngineError> {
-    let mut delay = Duration::from_millis(50);
-    let mut tries = 0;
-    loop {
-        match engine.connect(id, a).await {
-            Err(e) if e.is_network_race() && tries < NETWORK_RACE_RETRIES => {
-                tries += 1;
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(2));
-            }
-            other => return other,
-        }
-    }
+    retry(NETWORK_RACE, EngineError::is_network_race, || engine.connect(id, a)).await
 }
 
 impl Step {

@@ -147,7 +147,9 @@ fn demo_fingerprint() -> String {
     files.extend(src);
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     for file in files {
-        file.hash(&mut hasher);
+        // Relative names: the same sources give the same fingerprint in
+        // every checkout.
+        file.strip_prefix(root).unwrap_or(&file).hash(&mut hasher);
         std::fs::read(&file).unwrap_or_default().hash(&mut hasher);
     }
     format!("{:016x}", hasher.finish())
