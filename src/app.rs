@@ -73,6 +73,8 @@ async fn dispatch(command: Command, state: &StateDir, report: &Report) -> Result
             let done = deploy::deploy(&engine, state, &req, report, fault).await?;
             Ok(if req.dry_run {
                 "dry run: nothing changed".into()
+            } else if let Some(why) = done.held_back {
+                why
             } else if done.up_to_date {
                 format!(
                     "{} is up to date: it already runs {} ({}); nothing changed",
@@ -130,8 +132,13 @@ async fn dispatch(command: Command, state: &StateDir, report: &Report) -> Result
                 lock_wait: args.timing.lock_wait.map(Duration::from_secs),
                 dry_run: false,
                 command: "rollback".into(),
-                // The target is an image id: nothing to pull by.
-                pull: crate::pull::Pull { policy: crate::pull::PullPolicy::Never, ..Default::default() },
+                // The target is an image by id: pulled back (by its digest)
+                // only when it was removed from the engine.
+                pull: crate::pull::Pull {
+                    policy: crate::pull::PullPolicy::Never,
+                    bounds: crate::pull::Bounds::from_env().map_err(Failure::BadInput)?,
+                    docker_config: true,
+                },
                 if_changed: false,
             };
             let done = deploy::deploy(&engine, state, &req, report, fault).await?;

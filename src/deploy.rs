@@ -249,6 +249,30 @@ async fn up_to_date<E: Engine>(engine: &E, app: &str, reference: &str) -> Result
     Ok(serving.filter(|c| c.running && c.name == app && c.image_id == image.id).map(|c| c.id))
 }
 
+/// Why `--if-changed` holds back `reference`: the image it resolves to was
+/// deployed before and rolled back, and not deployed successfully since.
+/// Deploying it without `--if-changed` tries it again.
+async fn rolled_back_before<E: Engine>(
+    engine: &E,
+    records: &[journal::Record<Event>],
+    reference: &str,
+) -> Result<Option<String>, Failure> {
+    let Some(image) = engine.image(reference).await.map_err(incomplete)? else {
+        return Ok(None);
+    };
+    let summaries = crate::history::summaries(&records.to_vec());
+    let last = summaries.iter().rev().find(|s| s.to_image == image.id);
+    Ok(last.filter(|s| s.outcome == crate::history::Standing::RolledBack).map(|s| {
+        format!(
+            "{reference} is image {}, which deploy {} rolled back ({}); not trying it again. Push a new image, or \
+             deploy this one without --if-changed to try it anyway; nothing changed",
+            short(&image.id),
+            s.deploy,
+            s.reason.as_deref().unwrap_or("no reason recorded")
+        )
+    }))
+}
+
 fn incomplete(e: crate::docker::EngineError) -> Failure {
     if e.is_unreachable() {
         Failure::Incomplete(format!("{e}; nothing changed"))
@@ -267,6 +291,9 @@ pub struct Deployed {
     /// `--if-changed` found the image already serving: nothing was done and
     /// nothing journaled.
     pub up_to_date: bool,
+    /// `--if-changed` found an image an earlier deploy rolled back: nothing
+    /// was done and nothing journaled; why, for the user.
+    pub held_back: Option<String>,
 }
 
 /// Runs `swap deploy`: lock, recover an unfinished deploy, plan, execute.
@@ -282,7 +309,7 @@ pub async fn deploy<E: Engine>(
     if req.dry_run {
         let plan = plan(engine, req, &deploy_id, run).await?;
         plan.show(report);
-        return Ok(Deployed { deploy: deploy_id, container: String::new(), up_to_date: false });
+        return Ok(Deployed { deploy: deploy_id, container: String::new(), up_to_date: false, held_back: None });
     }
     let what = format!("swap {} {}", req.command, req.app);
     let (mut journal, opened) = state.open(&req.app, req.lock_wait, &what, fault, report).await?;
@@ -296,8 +323,8 @@ pub async fn deploy<E: Engine>(
     let rollback;
     let req = match &req.source {
         Source::Rollback { to } => {
-            let image = crate::history::rollback_image(state, &req.app, to.as_deref())?;
-            report.note(format!("rolling {} back to image {}", req.app, short(&image)));
+            let target = crate::history::rollback_target(state, &req.app, to.as_deref())?;
+            let image = rollback_image(engine, &target, req, report).await?;
             rollback = Request { source: Source::Image(image), ..req.clone() };
             &rollback
         }
@@ -311,7 +338,16 @@ pub async fn deploy<E: Engine>(
     };
     if let (true, Source::Image(r)) = (req.if_changed, &req.source) {
         if let Some(serving) = up_to_date(engine, &req.app, r).await? {
-            return Ok(Deployed { deploy: String::new(), container: serving, up_to_date: true });
+            return Ok(Deployed { deploy: String::new(), container: serving, up_to_date: true, held_back: None });
+        }
+        // A poll must not deploy and roll back the same bad image every time.
+        if let Some(why) = rolled_back_before(engine, &opened.records, r).await? {
+            return Ok(Deployed {
+                deploy: String::new(),
+                container: String::new(),
+                up_to_date: false,
+                held_back: Some(why),
+            });
         }
     }
     let mut plan = plan(engine, req, &deploy_id, run).await?;
@@ -329,6 +365,59 @@ pub async fn deploy<E: Engine>(
     result
 }
 
+/// The reference a rollback creates its container from: the one the old
+/// version was deployed as while it still names that very image (so
+/// `docker ps` shows `web:1.4`, not an id), else the image id (the tag has
+/// moved since). An image removed from the engine is pulled back by the
+/// digest it was pulled as; one that never came from a registry cannot be.
+async fn rollback_image<E: Engine>(
+    engine: &E,
+    target: &crate::history::RollbackTarget,
+    req: &Request,
+    report: &Report,
+) -> Result<String, Failure> {
+    let app = &req.app;
+    let label = crate::history::image_label(target.reference.as_deref(), &target.image_id);
+    let present = engine.image(&target.image_id).await.map_err(incomplete)?.is_some();
+    if !present {
+        let Some(digest) = &target.repo_digest else {
+            return Err(Failure::BadInput(format!(
+                "{app} would go back to image {label}, which served before deploy {}, but it is no longer on this \
+                 engine and was never pulled from a registry (it was built or loaded here): rebuild it and deploy \
+                 it with `swap deploy`; nothing changed",
+                target.deploy
+            )));
+        };
+        report.note(format!("image {label} was removed from the engine; pulling it back as {digest}"));
+        let by_digest = crate::pull::Pull { policy: crate::pull::PullPolicy::Missing, ..req.pull.clone() };
+        crate::pull::ensure(engine, digest, &by_digest, None, report).await?;
+        let got = engine.image(digest).await.map_err(incomplete)?.map(|i| i.id);
+        if got.as_deref() != Some(target.image_id.as_str()) {
+            return Err(Failure::BadInput(format!(
+                "{digest} is image {}, not {label} that served before deploy {}; nothing changed",
+                got.as_deref().map(short).unwrap_or("(none)"),
+                target.deploy
+            )));
+        }
+        report.note(format!("rolling {app} back to image {label}"));
+        return Ok(digest.clone());
+    }
+    if let Some(reference) = &target.reference {
+        let now = engine.image(reference).await.map_err(incomplete)?.map(|i| i.id);
+        if now.as_deref() == Some(target.image_id.as_str()) {
+            report.note(format!("rolling {app} back to image {label}"));
+            return Ok(reference.clone());
+        }
+        report.note(format!(
+            "rolling {app} back to image {} by id: {reference} now names another image",
+            short(&target.image_id)
+        ));
+    } else {
+        report.note(format!("rolling {app} back to image {label}"));
+    }
+    Ok(target.image_id.clone())
+}
+
 /// Executes a plan under the journal's lock.
 async fn execute<E: Engine>(
     engine: &E,
@@ -343,7 +432,7 @@ async fn execute<E: Engine>(
     match forward(&mut run, req, &mut plan).await {
         Ok(container) => {
             run.append(Event::End { outcome: Outcome::Deployed, reason: None })?;
-            Ok(Deployed { deploy: plan.deploy, container, up_to_date: false })
+            Ok(Deployed { deploy: plan.deploy, container, up_to_date: false, held_back: None })
         }
         Err(Failure::RolledBack(reason)) => {
             report.note(format!("{reason}; rolling back"));
@@ -376,7 +465,12 @@ async fn execute<E: Engine>(
                 run.step_observed(remove).await?;
             }
             run.append(Event::End { outcome: Outcome::Deployed, reason: None })?;
-            Ok(Deployed { deploy: plan.deploy, container: container.unwrap_or_default(), up_to_date: false })
+            Ok(Deployed {
+                deploy: plan.deploy,
+                container: container.unwrap_or_default(),
+                up_to_date: false,
+                held_back: None,
+            })
         }
         // The journal cannot be written before the commit point: put the
         // old version back unjournaled rather than leave it stopped.
@@ -391,9 +485,11 @@ async fn execute<E: Engine>(
 async fn forward<E: Engine>(run: &mut Run<'_, E>, req: &Request, plan: &mut Plan) -> Result<String, Failure> {
     let app = req.app.as_str();
     if let Source::Build { dir, dockerfile, tag } = &req.source {
-        let image_id = build(run, dir, dockerfile, tag.as_deref()).await?;
-        let reference = tag.clone().unwrap_or_else(|| image_id.clone());
-        plan.definition.config.insert("Image".into(), json!(reference));
+        // An untagged build is named after the app and the deploy, so
+        // `docker ps` shows what runs and the name never moves.
+        let tag = tag.clone().unwrap_or_else(|| build_tag(app, &plan.deploy));
+        build(run, dir, dockerfile, Some(&tag)).await?;
+        plan.definition.config.insert("Image".into(), json!(tag));
     }
     let image_id = match plan.begin.image_id.clone() {
         Some(id) => id,
@@ -492,6 +588,12 @@ async fn gate<E: Engine>(run: &mut Run<'_, E>, req: &Request, cand: &str, networ
             }
         }
     }
+}
+
+/// The tag of an untagged `--build`: `swap/<app>:<deploy id>` (Docker
+/// wants repository names in lower case).
+pub fn build_tag(app: &str, deploy: &str) -> String {
+    format!("swap/{}:{deploy}", app.to_lowercase())
 }
 
 /// The build step: journaled like any other, its output streamed to stderr.

@@ -63,8 +63,14 @@ pub struct Summary {
     pub command: String,
     /// Image id serving before.
     pub from_image: Option<String>,
-    /// Image deployed (reference and id as far as known).
+    /// The reference the container serving before ran (`web:1.4`).
+    pub from_reference: Option<String>,
+    /// Image id deployed (or the reference, until the id is known).
     pub to_image: String,
+    /// The reference deployed (`web:1.5`), empty for an untagged build.
+    pub to_reference: String,
+    /// `repo@sha256:…` the deployed image was pulled as.
+    pub to_digest: Option<String>,
     /// How it stands.
     pub outcome: Standing,
     /// Why it did not deploy.
@@ -84,7 +90,10 @@ pub fn summaries(records: &Records) -> Vec<Summary> {
                 last_ms: r.ts_ms,
                 command: b.run.command.clone(),
                 from_image: b.old.as_ref().map(|o| o.image_id.clone()),
+                from_reference: b.old.as_ref().map(|o| o.image.clone()),
                 to_image: b.image_id.clone().unwrap_or_else(|| b.image.clone()),
+                to_reference: b.image.clone(),
+                to_digest: b.pulled.as_ref().and_then(|p| p.repo_digest.clone()),
                 outcome: Standing::Unfinished,
                 reason: None,
                 outage_ms: None,
@@ -94,7 +103,10 @@ pub fn summaries(records: &Records) -> Vec<Summary> {
         let Some(s) = out.iter_mut().rev().find(|s| s.deploy == r.group) else { continue };
         s.last_ms = r.ts_ms;
         match &r.data {
-            Event::Done { step: Step::Build { .. }, output: Some(id), .. } => s.to_image = id.clone(),
+            Event::Done { step: Step::Build { tag, .. }, output: Some(id), .. } => {
+                s.to_image = id.clone();
+                s.to_reference = tag.clone().unwrap_or_default();
+            }
             Event::Done { step: Step::CreateCandidate { image, .. }, .. } => s.to_image = image.clone(),
             Event::Intent { step: Step::StopOld { .. } } => s.outage_ms = Some(r.ts_ms),
             Event::Done { step: Step::StartCandidate { .. }, .. } => {
@@ -161,9 +173,23 @@ pub fn decide(records: &[journal::Record<Event>], deploy: &str) -> Result<Decisi
     Ok(Decision { begin, intended, committed })
 }
 
-/// The image `swap rollback` deploys: the one serving before the last
-/// successful deploy, or before the given one.
-pub fn rollback_image(state: &StateDir, app: &str, to: Option<&str>) -> Result<String, Failure> {
+/// What `swap rollback` goes back to: the image that served before the
+/// last successful deploy (or before the given one), by id, with what the
+/// journal knows to find it again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RollbackTarget {
+    /// The deploy it rolls back.
+    pub deploy: String,
+    /// The image id that served before it.
+    pub image_id: String,
+    /// The reference that image was deployed as (`web:1.4`), if known.
+    pub reference: Option<String>,
+    /// `repo@sha256:…` the image was pulled as, if it ever was.
+    pub repo_digest: Option<String>,
+}
+
+/// Picks the rollback target from the journal.
+pub fn rollback_target(state: &StateDir, app: &str, to: Option<&str>) -> Result<RollbackTarget, Failure> {
     let records = load(state, app)?;
     let list = summaries(&records);
     let pick = match to {
@@ -177,7 +203,30 @@ pub fn rollback_image(state: &StateDir, app: &str, to: Option<&str>) -> Result<S
             .find(|s| s.outcome == Standing::Deployed)
             .ok_or_else(|| Failure::BadInput(format!("{app} has no successful deploy to roll back")))?,
     };
-    pick.from_image.clone().ok_or_else(|| {
+    let image_id = pick.from_image.clone().ok_or_else(|| {
         Failure::BadInput(format!("deploy {} of {app} was a first deploy: there is no earlier image", pick.deploy))
-    })
+    })?;
+    // How that image came: the reference the old container ran, and a digest
+    // from whichever deploy pulled it.
+    let mut reference = pick.from_reference.clone().filter(|r| !r.is_empty() && !r.starts_with("sha256:"));
+    let mut repo_digest = None;
+    for r in records.iter() {
+        if let Event::Begin(b) = &r.data {
+            if let Some(p) = b.pulled.as_ref().filter(|p| p.image_id == image_id) {
+                repo_digest = p.repo_digest.clone().or(repo_digest);
+                reference = reference.or_else(|| Some(p.reference.clone()));
+            }
+        }
+    }
+    Ok(RollbackTarget { deploy: pick.deploy.clone(), image_id, reference, repo_digest })
+}
+
+/// `web:1.5 (abebb39c29dc)`: a reference with the short id it names; the
+/// short id alone when there is no reference.
+pub fn image_label(reference: Option<&str>, image_id: &str) -> String {
+    match reference.filter(|r| !r.is_empty() && !r.starts_with("sha256:")) {
+        Some(r) if !image_id.is_empty() => format!("{r} ({})", crate::step::short(image_id)),
+        Some(r) => r.to_string(),
+        None => crate::step::short(image_id).to_string(),
+    }
 }

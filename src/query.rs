@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 
 use crate::docker::Engine;
 use crate::error::Failure;
-use crate::history::{load, summaries};
+use crate::history::{image_label, load, summaries};
 use crate::record::{rfc3339, Event};
 use crate::render::{millis, out, outln, paint, record_line, wrap, WIDTH};
 use crate::report::Report;
@@ -23,20 +23,24 @@ pub fn history(state: &StateDir, app: &str, report: &Report) -> Result<String, F
         .iter()
         .map(|s| {
             json!({"deploy": s.deploy, "began": rfc3339(s.began_ms), "command": s.command, "from_image": s.from_image,
-                   "to_image": s.to_image, "outcome": s.outcome.as_str(), "reason": s.reason,
+                   "from_reference": s.from_reference, "to_image": s.to_image, "to_reference": s.to_reference,
+                   "to_digest": s.to_digest, "outcome": s.outcome.as_str(), "reason": s.reason,
                    "duration_ms": s.last_ms - s.began_ms, "outage_ms": s.outage_ms})
         })
         .collect();
     let mut human = String::new();
     for s in &list {
-        let from = s.from_image.as_deref().map(short).unwrap_or("-");
+        let from = match &s.from_image {
+            Some(id) => image_label(s.from_reference.as_deref(), id),
+            None => "-".to_string(),
+        };
         let outage = s.outage_ms.map(|o| format!("outage {o} ms")).unwrap_or_default();
         human.push_str(&format!(
             "{}  {}  {} -> {}  {:<11} {:>6} ms  {outage}\n",
             s.deploy,
             &rfc3339(s.began_ms)[..19],
             from,
-            short(&s.to_image),
+            image_label(Some(&s.to_reference), &s.to_image),
             s.outcome.as_str(),
             s.last_ms - s.began_ms
         ));
@@ -147,7 +151,7 @@ pub async fn status<E: Engine>(
             Some(c) => format!(
                 "{} {} ({}, {})",
                 short(&c.id),
-                c.image_ref,
+                image_label(Some(&c.image_ref), &c.image_id),
                 if c.running { "running" } else { &c.status },
                 c.health.as_deref().unwrap_or("no healthcheck")
             ),

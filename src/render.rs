@@ -66,9 +66,23 @@ pub fn record_line(app: &str, event: &Event) -> (String, Colour) {
                 b.run.pid,
                 b.run.version,
                 b.run.command,
-                b.old.as_ref().map(|o| short(&o.id).to_string()).unwrap_or_else(|| "nothing".into()),
-                if b.image.is_empty() { "build" } else { &b.image }
+                b.old
+                    .as_ref()
+                    .map(|o| format!("{} {}", short(&o.id), crate::history::image_label(Some(&o.image), &o.image_id)))
+                    .unwrap_or_else(|| "nothing".into()),
+                if b.image.is_empty() {
+                    "build".to_string()
+                } else {
+                    crate::history::image_label(Some(&b.image), b.image_id.as_deref().unwrap_or_default())
+                }
             );
+            if let Some(p) = &b.pulled {
+                s.push_str(&format!(
+                    "\n             pulled {} as {}",
+                    p.reference,
+                    p.repo_digest.as_deref().unwrap_or(&p.image_id)
+                ));
+            }
             for m in b.old.iter().flat_map(|o| &o.volumes) {
                 s.push_str(&format!("\n             old mounts {}", crate::spec::describe_mount(m)));
             }

@@ -267,9 +267,22 @@ impl Step {
         match self {
             Step::Build { .. } => unreachable!("builds are run by the deploy, which holds the context"),
             Step::StartOld { id } => start_with_retry(engine, id).await?,
-            Step::CreateCandidate { name, .. } => {
+            Step::CreateCandidate { name, image, .. } => {
                 let def = inputs.definition.expect("the deploy passes the candidate's definition");
                 let id = engine.create(name, def).await?;
+                // The container is created from the reference (`web:1.5`), which
+                // may have moved since the plan resolved it: the deploy must run
+                // the image it planned, or roll back.
+                if let Some(c) =
+                    engine.container(&id).await?.filter(|c| image.starts_with("sha256:") && c.image_id != *image)
+                {
+                    return Err(StepError::Engine(EngineError::Daemon(format!(
+                        "{} names image {} now, not {} as planned: the tag moved while the deploy ran",
+                        def.image(),
+                        short(&c.image_id),
+                        short(image)
+                    ))));
+                }
                 for a in def.networks.iter().skip(1) {
                     connect_with_retry(engine, &id, a).await?;
                 }

@@ -841,6 +841,17 @@ fn build_then_deploy() {
     assert!(output.starts_with("sha256:"), "build output is not an image id: {done}");
     assert_eq!(output, built, "the journaled image id is not the tag's");
     assert_journal_ends(&app, "deployed");
+
+    // Without --tag the image is named after the app and the deploy, and the
+    // container runs that name, not a bare id.
+    let out = app.swap(&["deploy", app.name(), "--build", context.to_str().unwrap()]);
+    assert_exit(&out, 0);
+    let deploy = last_deploy_id(&app);
+    let named = format!("swap/{}:{deploy}", app.name());
+    let _untag_too = Untag(&app, named.clone());
+    let runs = support::inspect(app.name()).unwrap()["Config"]["Image"].clone();
+    assert_eq!(runs, named.as_str(), "an untagged build runs as {runs}");
+    support::assert_settled(app.name(), &named);
 }
 
 // ---------------------------------------------------------------------------

@@ -409,3 +409,120 @@ fn credential_helpers_give_the_login_and_none_means_anonymous() {
         assert!(!text.contains(PASSWORD), "the password leaked:\n{text}");
     }
 }
+
+/// Containers run the reference the user gave, and `history` and `status`
+/// show it with the short id. After the registry's tag moved and a
+/// `--pull always` deployed the new image, `swap rollback` restores the
+/// exact earlier image by id (the tag no longer names it).
+#[test]
+fn rollback_after_the_tag_moved_restores_the_exact_earlier_image() {
+    let registry = Registry::start();
+    let app = TestApp::new("reg-rb-moved");
+    let port = support::free_port();
+    let (reference, v1) = registry.push_fresh("v1", "rbmoved/web:stable");
+    let publish = format!("{port}:{DEMO_PORT}");
+    assert_exit(&app.swap(&["deploy", app.name(), "--image", &reference, "--publish", &publish]), 0);
+    let created_from = support::inspect(app.name()).unwrap()["Config"]["Image"].clone();
+    assert_eq!(created_from, reference.as_str(), "not created from the reference given");
+    let (_, v2) = registry.push_fresh("v2", "rbmoved/web:stable");
+    assert_exit(&app.swap(&["deploy", app.name(), "--image", &reference, "--pull", "always"]), 0);
+    support::assert_settled(app.name(), &v2);
+
+    let history = app.swap(&["history", app.name()]);
+    let want = format!("{reference} ({})", &v2["sha256:".len().."sha256:".len() + 12]);
+    assert!(support::stdout(&history).contains(&want), "history lacks {want}:\n{}", describe(&history));
+    let status = app.swap(&["status", app.name()]);
+    assert!(support::stdout(&status).contains(&want), "status lacks {want}:\n{}", describe(&status));
+
+    let out = app.swap(&["rollback", app.name()]);
+    assert_exit(&out, 0);
+    assert!(stderr(&out).contains("by id"), "the moved tag is not explained:\n{}", describe(&out));
+    assert_answers(port, "v1");
+    support::assert_settled(app.name(), &v1);
+}
+
+/// The earlier image was removed from the engine (an image prune, a disk
+/// clean-up): `swap rollback` pulls it back by the digest the journal
+/// recorded, before changing anything, and restores it.
+#[test]
+fn rollback_pulls_a_removed_image_back_by_its_digest() {
+    let registry = Registry::start();
+    let app = TestApp::new("reg-rb-gone");
+    let port = support::free_port();
+    let (first, v1) = registry.push_fresh("v1", "rbgone/web:1");
+    let (second, v2) = registry.push_fresh("v2", "rbgone/web:2");
+    let publish = format!("{port}:{DEMO_PORT}");
+    assert_exit(&app.swap(&["deploy", app.name(), "--image", &first, "--publish", &publish]), 0);
+    assert_exit(&app.swap(&["deploy", app.name(), "--image", &second]), 0);
+    support::assert_settled(app.name(), &v2);
+    // Nothing uses v1 any more: remove it, tags and all.
+    docker_ok(&["rmi", "-f", &v1]);
+    assert_eq!(image_id(&v1), None);
+
+    let out = app.swap(&["rollback", app.name()]);
+    assert_exit(&out, 0);
+    assert!(stderr(&out).contains("pulling it back"), "{}", describe(&out));
+    assert_answers(port, "v1");
+    support::assert_settled(app.name(), &v1);
+}
+
+/// An earlier image that was built here and then removed cannot be found
+/// again: the rollback is refused with the reason, exit 2, and the current
+/// version keeps serving.
+#[test]
+fn rollback_to_a_removed_local_image_is_refused_and_nothing_changes() {
+    let registry = Registry::start();
+    let app = TestApp::new("reg-rb-local");
+    let port = support::free_port();
+    // A local image of the app's own, never pushed anywhere.
+    let local = format!("swap-rb-local:{}", std::process::id());
+    let dockerfile = format!("FROM {}\nLABEL swap.test.local={}\n", image("v1"), app.name());
+    let mut child = std::process::Command::new("docker")
+        .args(["build", "-q", "-t", &local, "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), dockerfile.as_bytes()).unwrap();
+    assert!(child.wait_with_output().unwrap().status.success());
+    let local_id = image_id(&local).unwrap();
+    let (second, v2) = registry.push_fresh("v2", "rblocal/web:2");
+    let publish = format!("{port}:{DEMO_PORT}");
+    assert_exit(&app.swap(&["deploy", app.name(), "--image", &local, "--publish", &publish]), 0);
+    assert_exit(&app.swap(&["deploy", app.name(), "--image", &second]), 0);
+    docker_ok(&["rmi", "-f", &local_id]);
+    let before = snapshot(&app);
+
+    let out = app.swap(&["rollback", app.name()]);
+    assert_exit(&out, 2);
+    assert!(stderr(&out).contains("never pulled from a registry"), "{}", describe(&out));
+    assert_eq!(snapshot(&app), before, "a refused rollback changed something");
+    support::assert_settled(app.name(), &v2);
+}
+
+/// An unattended poll that met a bad image (it failed its health gate and
+/// was rolled back) does not deploy and roll it back again on every poll:
+/// while the tag names that image, a poll changes nothing, journals
+/// nothing and says why; once a new image is pushed it is deployed.
+#[test]
+fn if_changed_remembers_an_image_it_rolled_back() {
+    let registry = Registry::start();
+    let app = TestApp::new("reg-bad-digest");
+    let port = support::free_port();
+    serve_v1(&app, port);
+    let (reference, _) = registry.push_fresh("crash", "baddigest/web:stable");
+    let poll = || app.swap(&["deploy", app.name(), "--image", &reference, "--if-changed"]);
+
+    assert_exit(&poll(), 1);
+    assert_answers(port, "v1");
+    let before = snapshot(&app);
+    let out = poll();
+    assert_exit(&out, 0);
+    assert!(stderr(&out).contains("not trying it again"), "{}", describe(&out));
+    assert_eq!(snapshot(&app), before, "a held-back poll changed something or grew the journal");
+
+    let (_, good) = registry.push_fresh("v2", "baddigest/web:stable");
+    assert_exit(&poll(), 0);
+    assert_answers(port, "v2");
+    support::assert_settled(app.name(), &good);
+}
