@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use serde_json::json;
+use crate::progress::Progress;
 
 use crate::bollard_engine::BollardEngine;
 use crate::cli::{Cli, Command, DeployArgs, JournalCommand};
@@ -37,7 +37,7 @@ fn finish(report: &Report, result: Result<String, Failure>) -> u8 {
         Ok(message) => {
             if !message.is_empty() {
                 report.emit(
-                    json!({"event": "result", "outcome": "ok", "exit_code": 0, "message": message}),
+                    Progress::Result { outcome: "ok".into(), exit_code: 0, message: message.clone() },
                     format!("swap: {message}"),
                 );
             }
@@ -45,9 +45,11 @@ fn finish(report: &Report, result: Result<String, Failure>) -> u8 {
         }
         Err(f) => {
             let code = f.exit_code();
-            report.json_only(
-                json!({"event": "result", "outcome": f.kind(), "exit_code": code, "message": f.to_string()}),
-            );
+            report.json_only(Progress::Result {
+                outcome: f.kind().to_string(),
+                exit_code: code,
+                message: f.to_string(),
+            });
             crate::report::stderr_line(&format!("swap: error: {f}"));
             code
         }

@@ -16,6 +16,7 @@ use crate::context;
 use crate::docker::{Container, Definition, Engine, Image};
 use crate::error::Failure;
 use crate::health::Gate;
+use crate::progress::Progress;
 use crate::pull::PullPolicy;
 use crate::record::{Begin, Event, OldContainer, Outcome, RunInfo};
 use crate::recover;
@@ -114,12 +115,16 @@ impl Plan {
             human.push_str(&format!("\n  the candidate mounts {}", spec::describe_mount(m)));
         }
         report.emit(
-            json!({
-                "event": "plan", "app": self.begin.app, "deploy": self.deploy,
-                "old": self.old.as_ref().map(|o| &o.id), "image": self.begin.image,
-                "networks": self.begin.networks, "ports": self.begin.ports, "volumes": self.begin.volumes,
-                "steps": self.steps,
-            }),
+            Progress::Plan {
+                app: self.begin.app.clone(),
+                deploy: self.deploy.clone(),
+                old: self.old.as_ref().map(|o| o.id.clone()),
+                image: self.begin.image.clone(),
+                networks: self.begin.networks.clone(),
+                ports: self.begin.ports.clone(),
+                volumes: self.begin.volumes.clone(),
+                steps: self.steps.clone(),
+            },
             human,
         );
         report.detail(format!(
@@ -532,7 +537,7 @@ async fn forward<E: Engine>(run: &mut Run<'_, E>, req: &Request, plan: &mut Plan
     gate(run, req, &cand, &plan.begin.networks).await?;
     run.check_interrupt()?;
     run.commit(&cand)?;
-    run.report.emit(json!({"event": "commit", "container": cand}), format!("  ● committed: {app} is {}", short(&cand)));
+    run.report.emit(Progress::Commit { container: cand.clone() }, format!("  ● committed: {app} is {}", short(&cand)));
     if let Some(old) = &plan.old {
         run.step(Step::RemoveOld { id: old.id.clone() }, inputs).await?;
     }
@@ -549,7 +554,7 @@ async fn gate<E: Engine>(run: &mut Run<'_, E>, req: &Request, cand: &str, networ
     match result {
         Ok(outcome) => {
             run.report.emit(
-                json!({"event": "health", "passed": true, "outcome": outcome, "ms": ms}),
+                Progress::Health { passed: true, outcome: outcome.to_string(), ms, logs: None },
                 format!("  ✓ health gate: {outcome} ({ms} ms)"),
             );
             run.append(Event::Health {
@@ -570,7 +575,7 @@ async fn gate<E: Engine>(run: &mut Run<'_, E>, req: &Request, cand: &str, networ
                 }
             }
             run.report.emit(
-                json!({"event": "health", "passed": false, "outcome": rejection.reason, "ms": ms, "logs": logs}),
+                Progress::Health { passed: false, outcome: rejection.reason.clone(), ms, logs: Some(logs.clone()) },
                 human,
             );
             run.append(Event::Health {

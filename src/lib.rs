@@ -24,7 +24,7 @@
 //!   it as asked). An in-memory engine for exhaustive crash simulation is
 //!   part of the simulation tests (`tests/sim/memory.rs`), not of swap.
 //! - The process: [`retry`] (backoff, in one place); [`report`] (human and
-//!   JSON progress); [`state`] (the
+//!   JSON progress, the events typed in [`progress`]); [`state`] (the
 //!   state directory); [`signal`] (Ctrl-C ends a deploy with a rollback, not
 //!   a crash; a hangup changes nothing).
 
@@ -40,6 +40,7 @@ pub mod docker_host;
 pub mod error;
 pub mod health;
 pub mod history;
+pub mod progress;
 pub mod pull;
 pub mod query;
 pub mod record;

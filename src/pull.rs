@@ -13,11 +13,11 @@
 
 use std::time::Duration;
 
-use serde_json::json;
 use tokio::time::Instant;
 
 use crate::docker::{Engine, EngineError, PullEvent, RegistryAuth};
 use crate::error::Failure;
+use crate::progress::{Progress, PullProgress};
 use crate::record::Pulled;
 use crate::report::Report;
 
@@ -190,7 +190,7 @@ pub async fn ensure<E: Engine>(
         None => None,
     };
     report.emit(
-        json!({"event": "pull", "status": "start", "reference": reference, "registry": registry}),
+        Progress::Pull(PullProgress::Start { reference: reference.to_string(), registry: registry.clone() }),
         format!("  ↓ pulling {reference} from {registry}"),
     );
     let t = std::time::Instant::now();
@@ -222,9 +222,15 @@ pub async fn ensure<E: Engine>(
                     ms: t.elapsed().as_millis() as u64,
                 };
                 report.emit(
-                    json!({"event": "pull", "status": "done", "reference": reference, "registry": registry,
-                           "image_id": pulled.image_id, "repo_digest": pulled.repo_digest,
-                           "bytes": meter.bytes(), "attempts": n, "ms": pulled.ms}),
+                    Progress::Pull(PullProgress::Done {
+                        reference: reference.to_string(),
+                        registry: registry.clone(),
+                        image_id: pulled.image_id.clone(),
+                        repo_digest: pulled.repo_digest.clone(),
+                        bytes: meter.bytes(),
+                        attempts: n,
+                        ms: pulled.ms,
+                    }),
                     format!(
                         "  ✓ pulled {reference} -> {} ({} ms{})",
                         crate::step::short(&pulled.image_id),
@@ -369,8 +375,12 @@ impl<'a> Meter<'a> {
             if entry.2 != ev.status {
                 entry.2 = ev.status.clone();
                 if self.report.is_json() {
-                    self.report.json_only(json!({"event": "pull", "status": "layer", "layer": layer,
-                                                 "layer_status": ev.status, "current": ev.current, "total": ev.total}));
+                    self.report.json_only(Progress::Pull(PullProgress::Layer {
+                        layer: layer.to_string(),
+                        layer_status: ev.status.clone(),
+                        current: ev.current,
+                        total: ev.total,
+                    }));
                 }
             }
         }

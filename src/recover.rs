@@ -14,6 +14,7 @@ use serde_json::json;
 use crate::docker::Engine;
 use crate::error::Failure;
 use crate::history::{decide, unfinished, Decision};
+use crate::progress::Progress;
 use crate::record::{Event, Outcome, RunInfo};
 use crate::report::Report;
 use crate::run::{retry_unreachable, Phase, Run};
@@ -257,8 +258,13 @@ async fn explain<E: Engine>(
 ) -> Result<Recovered, Failure> {
     let Some(deploy) = unfinished(records) else {
         report.emit(
-            json!({"event": "decision", "app": app, "deploy": null, "decision": "none",
-                   "why": "no unfinished deploy", "evidence": []}),
+            Progress::Decision {
+                app: app.to_string(),
+                deploy: None,
+                decision: "none".into(),
+                why: Some("no unfinished deploy".into()),
+                evidence: vec![],
+            },
             format!("{app}: no unfinished deploy; nothing to do"),
         );
         return Ok(Recovered::DryRun);
@@ -285,7 +291,13 @@ async fn explain<E: Engine>(
         },
     };
     report.emit(
-        json!({"event": "decision", "app": app, "deploy": deploy, "decision": decision, "why": why, "evidence": evidence}),
+        Progress::Decision {
+            app: app.to_string(),
+            deploy: Some(deploy.to_string()),
+            decision: decision.to_string(),
+            why: Some(why.to_string()),
+            evidence,
+        },
         format!("{app}: deploy {deploy} is unfinished; decision: {decision} ({why}); steps intended:{human}"),
     );
     Ok(Recovered::DryRun)

@@ -2,26 +2,8 @@
 //! reads one JSON object per line on stdout with `--json`. Every event is
 //! built once with both forms, so the two never tell different stories.
 //!
-//! # Format (`--json`, deploy and recover progress)
-//! One object per line, each with an `"event"` field:
-//! - `plan`: `app`, `deploy`, `steps` (descriptions), `old` (container id or
-//!   null), `image`; printed before anything changes (and alone with `--dry-run`).
-//! - `pull`: `status` (`start`, `layer`, `done`), `reference`, `registry`;
-//!   per layer `layer`, `layer_status`, `current`, `total`; when done
-//!   `image_id`, `repo_digest`, `bytes`, `attempts`, `ms`.
-//! - `step`: `step` (name), `description`, `status` (`done`, `failed`),
-//!   `ms`, `output` (an id or null), and `error` when it failed.
-//! - `undo`: `step`, `description`, `status`, `ms`.
-//! - `health`: `passed`, `outcome`, `ms`, `logs` (the candidate's last lines
-//!   when it failed).
-//! - `note`: `message`.
-//! - `commit`: `container`.
-//! - `decision` (`recover --dry-run`): `app`, `deploy`, `decision`, `why`,
-//!   `evidence`.
-//! - `result`: `outcome` (`ok` or a failure kind: `rolled_back`,
-//!   `bad_input`, `locked`, `halted`, `incomplete`, `unavailable`), `exit_code`, `message`.
-//!
-//! `docs/json-output.md` holds the schemas and their stability promise.
+//! The events and their JSON form are [`crate::progress::Progress`];
+//! `docs/json-output.md` specifies them and their stability promise.
 //!
 //! Every write here ignores its error: after a hangup stderr and stdout may
 //! be a dead terminal (EIO) or a closed pipe (EPIPE), and a deploy must not
@@ -29,7 +11,7 @@
 
 use std::io::{IsTerminal, Write};
 
-use serde_json::Value;
+use crate::progress::Progress;
 
 /// Writes one line to stderr; a failed write is dropped.
 pub fn stderr_line(line: &str) {
@@ -66,8 +48,9 @@ impl Report {
 
     /// Emits one event: its JSON object on stdout with `--json`, its human
     /// line on stderr unless quiet.
-    pub fn emit(&self, value: Value, human: impl AsRef<str>) {
+    pub fn emit(&self, event: Progress, human: impl AsRef<str>) {
         if self.json {
+            let value = event.to_json();
             let mut out = std::io::stdout().lock();
             let _ = writeln!(out, "{value}");
             let _ = out.flush();
@@ -77,9 +60,11 @@ impl Report {
         }
     }
 
-    /// A JSON-only event (pull progress), printed with `--json`.
-    pub fn json_only(&self, value: Value) {
+    /// A JSON-only event (pull progress, the result of a failure), printed
+    /// with `--json`.
+    pub fn json_only(&self, event: Progress) {
         if self.json {
+            let value = event.to_json();
             let mut out = std::io::stdout().lock();
             let _ = writeln!(out, "{value}");
             let _ = out.flush();
@@ -125,7 +110,7 @@ impl Report {
     /// A note for a person (and a `note` event for scripts).
     pub fn note(&self, message: impl AsRef<str>) {
         let m = message.as_ref();
-        self.emit(serde_json::json!({"event": "note", "message": m}), format!("swap: {m}"));
+        self.emit(Progress::Note { message: m.to_string() }, format!("swap: {m}"));
     }
 
     /// Whether `-vv` asked for [`Report::trace`] lines.

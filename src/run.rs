@@ -6,10 +6,10 @@
 use std::time::{Duration, Instant};
 
 use journal::Journal;
-use serde_json::json;
 
 use crate::docker::Engine;
 use crate::error::Failure;
+use crate::progress::{Progress, StepStatus};
 use crate::record::{Event, OldContainer, Outcome};
 use crate::report::Report;
 use crate::retry::{retry, Backoff};
@@ -204,7 +204,14 @@ impl<'a, E: Engine> Run<'a, E> {
                     _ => String::new(),
                 };
                 self.report.emit(
-                    json!({"event": "step", "step": step.name(), "description": step.describe(), "status": "done", "ms": ms, "output": out}),
+                    Progress::Step {
+                        step: step.name().into(),
+                        description: step.describe(),
+                        status: StepStatus::Done,
+                        ms,
+                        output: out.clone(),
+                        error: None,
+                    },
                     format!("  ✓ {}{built} ({ms} ms)", step.describe()),
                 );
                 self.append(Event::Done { step, output, ms })?;
@@ -213,7 +220,14 @@ impl<'a, E: Engine> Run<'a, E> {
             Err(e) => {
                 let error = e.to_string();
                 self.report.emit(
-                    json!({"event": "step", "step": step.name(), "description": step.describe(), "status": "failed", "ms": ms, "error": error}),
+                    Progress::Step {
+                        step: step.name().into(),
+                        description: step.describe(),
+                        status: StepStatus::Failed,
+                        ms,
+                        output: None,
+                        error: Some(error.clone()),
+                    },
                     format!("  ✗ {} ({ms} ms): {error}", step.describe()),
                 );
                 let unreachable = e.is_unreachable();
@@ -307,7 +321,13 @@ impl<'a, E: Engine> Run<'a, E> {
                 Ok(_) => {
                     let ms = t.elapsed().as_millis() as u64;
                     self.report.emit(
-                        json!({"event": "undo", "step": step.name(), "description": step.describe(), "status": "done", "ms": ms, "journaled": false}),
+                        Progress::Undo {
+                            step: step.name().into(),
+                            description: step.describe(),
+                            status: StepStatus::Done,
+                            ms,
+                            journaled: Some(false),
+                        },
                         format!("  ↶ undo {} ({ms} ms, not journaled)", step.describe()),
                     );
                 }
@@ -334,7 +354,13 @@ impl<'a, E: Engine> Run<'a, E> {
                 Ok(_) => {
                     let ms = t.elapsed().as_millis() as u64;
                     self.report.emit(
-                        json!({"event": "undo", "step": step.name(), "description": step.describe(), "status": "done", "ms": ms}),
+                        Progress::Undo {
+                            step: step.name().into(),
+                            description: step.describe(),
+                            status: StepStatus::Done,
+                            ms,
+                            journaled: None,
+                        },
                         format!("  ↶ undo {} ({ms} ms)", step.describe()),
                     );
                     self.append(Event::UndoDone { step, ms })?;

@@ -269,6 +269,7 @@ fn payload_fields(kind: &str) -> Option<&'static [F]> {
                     req!("image", Ty::Str),
                     req!("running", Ty::Bool),
                     req!("restart_policy", POLICY),
+                    opt!("volumes", Ty::Arr(&Ty::Obj(VOLUME))),
                 ]),
             ),
             req!("image", Ty::Str),
@@ -276,6 +277,7 @@ fn payload_fields(kind: &str) -> Option<&'static [F]> {
             req!("networks", STRS),
             req!("ports", STRS),
             req!("env_keys", STRS),
+            opt!("volumes", Ty::Arr(&Ty::Obj(VOLUME))),
             req!("health_timeout_s", Ty::Uint),
             opt!(
                 "pulled",
@@ -290,7 +292,9 @@ fn payload_fields(kind: &str) -> Option<&'static [F]> {
         ],
         "intent" | "undo_intent" => &[req!("step", Ty::Step)],
         "done" => &[req!("step", Ty::Step), opt!("output", Ty::Str), req!("ms", Ty::Uint)],
-        "failed" => &[req!("step", Ty::Step), req!("error", Ty::Str), req!("ms", Ty::Uint)],
+        "failed" => {
+            &[req!("step", Ty::Step), req!("error", Ty::Str), req!("ms", Ty::Uint), opt!("unreachable", Ty::Bool)]
+        }
         "health" => &[
             req!("container", Ty::ContainerId),
             req!("outcome", Ty::Str),
@@ -327,6 +331,15 @@ fn step_fields(step: &str) -> Option<&'static [F]> {
     })
 }
 
+/// A mount as the journal and the plan list it (`docs/journal-format.md`).
+const VOLUME: &[F] = &[
+    req!("kind", Ty::Enum(&["volume", "bind", "tmpfs"])),
+    opt!("name", Ty::Str),
+    opt!("source", Ty::Str),
+    req!("destination", Ty::Str),
+    req!("rw", Ty::Bool),
+];
+
 /// The fields of each progress event, `event` excluded; `None` for an
 /// event kind the doc does not list.
 fn event_fields(event: &str) -> Option<&'static [F]> {
@@ -339,6 +352,7 @@ fn event_fields(event: &str) -> Option<&'static [F]> {
             req!("image", Ty::Str),
             req!("networks", STRS),
             req!("ports", STRS),
+            req!("volumes", Ty::Arr(&Ty::Obj(VOLUME))),
             req!("steps", STRS),
         ],
         "step" => &[
@@ -370,6 +384,7 @@ fn event_fields(event: &str) -> Option<&'static [F]> {
             req!("description", Ty::Str),
             req!("status", Ty::Enum(&["done"])),
             req!("ms", Ty::Uint),
+            opt!("journaled", Ty::Bool),
         ],
         "decision" => &[
             req!("app", Ty::Str),
@@ -721,9 +736,12 @@ fn deployed_and_rolled_back_deploys_in_json_and_human_form() {
     assert_eq!(lines.len(), 2, "one line per deploy:\n{hist}");
     assert!(lines[0].contains(&failed) && lines[1].contains(&first), "not newest first:\n{hist}");
     let (v1, crash) = (image_id("v1"), image_id("crash"));
-    assert!(lines[0].contains(&format!("{} -> {}", short(&v1), short(&crash))), "from -> to missing:\n{hist}");
+    // Each image as the reference deployed with its short id.
+    let (v1_label, crash_label) =
+        (format!("{} ({})", image("v1"), short(&v1)), format!("{} ({})", image("crash"), short(&crash)));
+    assert!(lines[0].contains(&format!("{v1_label} -> {crash_label}")), "from -> to missing:\n{hist}");
     assert!(lines[0].contains("rolled_back") || lines[0].contains("rolled back"), "{hist}");
-    assert!(lines[1].contains(&format!("-> {}", short(&v1))) && lines[1].contains("deployed"), "{hist}");
+    assert!(lines[1].contains(&format!("-> {v1_label}")) && lines[1].contains("deployed"), "{hist}");
 
     // status
     let out = app.swap(&["status", app.name()]);
@@ -1030,7 +1048,7 @@ fn rollback_is_refused_without_an_earlier_image_or_when_it_is_gone() {
     let out = app.swap(&["rollback", app.name()]);
     assert_exit(&out, 2);
     let msg = stderr(&out);
-    assert!(msg.contains("not present") && msg.contains(short(&gone)), "unclear refusal:\n{msg}");
+    assert!(msg.contains("no longer on this engine") && msg.contains(short(&gone)), "unclear refusal:\n{msg}");
     assert_eq!(all_ids_of(app.name()), before, "a refused rollback changed containers");
     assert_eq!(std::fs::metadata(app.journal_path()).unwrap().len(), size, "a refused rollback wrote records");
     assert_answers(port, "v2", app.name());
