@@ -142,6 +142,7 @@ async fn dispatch(command: Command, state: &StateDir, report: &Report) -> Result
                     docker_config: true,
                 },
                 if_changed: false,
+                keep_images: None,
             };
             let done = deploy::deploy(&engine, state, &req, report, fault).await?;
             Ok(format!("rolled {} back (deploy {})", args.app, done.deploy))
@@ -236,6 +237,9 @@ pub fn validate_deploy(args: &DeployArgs) -> Result<Request, Failure> {
         overrides.volumes.retain(|w| w.destination != v.destination);
         overrides.volumes.push(v);
     }
+    if args.keep_images == Some(0) {
+        return Err(bad("--keep-images 0 would remove the image being deployed: keep at least 1".into()));
+    }
     if let Some(r) = &args.restart {
         spec::validate_restart(r).map_err(bad)?;
         overrides.restart = Some(r.clone());
@@ -274,6 +278,7 @@ pub fn validate_deploy(args: &DeployArgs) -> Result<Request, Failure> {
         dry_run: args.dry_run,
         command: "deploy".into(),
         if_changed: args.if_changed,
+        keep_images: args.keep_images,
         pull: crate::pull::Pull {
             // A poll for a new image must ask the registry.
             policy: if args.if_changed && args.pull == crate::pull::PullPolicy::Missing {

@@ -422,6 +422,23 @@ impl Engine for BollardEngine {
         self.docker.remove_container(id, Some(options)).await.map_err(engine_error)
     }
 
+    /// Lists every container whose image is `image_id` (Docker's
+    /// `ancestor` filter also matches images built on it; those are kept
+    /// out by comparing the image id).
+    async fn containers_using(&self, image_id: &str) -> EngineResult<Vec<String>> {
+        let filters = HashMap::from([("ancestor", vec![image_id.to_string()])]);
+        let options = ListContainersOptionsBuilder::new().all(true).filters(&filters).build();
+        let list = self.docker.list_containers(Some(options)).await.map_err(engine_error)?;
+        Ok(list.into_iter().filter(|c| c.image_id.as_deref() == Some(image_id)).filter_map(|c| c.id).collect())
+    }
+
+    /// Removes a tag, or an untagged image by id, without force: an image
+    /// a container uses is refused (409).
+    async fn remove_image(&self, reference: &str) -> EngineResult<()> {
+        let options = bollard::query_parameters::RemoveImageOptionsBuilder::new().force(false).noprune(false).build();
+        self.docker.remove_image(reference, Some(options), None).await.map(|_| ()).map_err(engine_error)
+    }
+
     /// Updates only the container's restart policy.
     async fn set_restart_policy(&self, id: &str, policy: &RestartPolicy) -> EngineResult<()> {
         let name = policy

@@ -177,6 +177,10 @@ pub struct DeployArgs {
     /// Pull --image (as --pull always, unless --pull never) and deploy only if it is not already serving
     #[arg(long)]
     pub if_changed: bool,
+    /// After a successful deploy, remove the images earlier deploys of this app brought, keeping those of the
+    /// last N deploys (this one included); images any container uses stay. Default: keep every image
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(usize))]
+    pub keep_images: Option<usize>,
 }
 
 /// `swap recover`.

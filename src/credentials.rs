@@ -25,11 +25,13 @@ pub fn for_registry(registry: &str) -> Result<Option<RegistryAuth>, String> {
     match docker_credential::get_credential(key) {
         Ok(DockerCredential::UsernamePassword(user, password)) => Ok(Some(auth(Some(user), Some(password), None))),
         Ok(DockerCredential::IdentityToken(token)) => Ok(Some(auth(None, None, Some(token)))),
-        Err(
-            CredentialRetrievalError::NoCredentialConfigured
-            | CredentialRetrievalError::ConfigNotFound
-            | CredentialRetrievalError::ConfigReadError,
-        ) => Ok(None),
+        Err(CredentialRetrievalError::NoCredentialConfigured | CredentialRetrievalError::ConfigNotFound) => Ok(None),
+        // A config that is there but unreadable may hold the login: pulling
+        // anonymously would only fail later with a confusing refusal.
+        Err(CredentialRetrievalError::ConfigReadError) => Err(format!(
+            "the Docker client config ($DOCKER_CONFIG/config.json or ~/.docker/config.json) cannot be read, so the \
+             login for {registry} cannot be looked up"
+        )),
         // The helper protocol's answer for "no login stored here"; the docker
         // CLI then pulls anonymously, and so does swap.
         Err(CredentialRetrievalError::HelperFailure { ref stdout, .. }) if stdout.contains("credentials not found") => {

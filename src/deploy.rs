@@ -75,6 +75,10 @@ pub struct Request {
     pub pull: crate::pull::Pull,
     /// Deploy only if the image resolves to another id than the one serving.
     pub if_changed: bool,
+    /// `--keep-images N`: after a successful deploy, remove the images
+    /// earlier deploys of this app brought beyond the last N deployed
+    /// (`None`: keep every image).
+    pub keep_images: Option<usize>,
 }
 
 impl Request {
@@ -102,6 +106,8 @@ pub struct Plan {
     pub begin: Begin,
     /// The steps, described for a person (ids not known yet shown as such).
     pub steps: Vec<String>,
+    /// Images to remove after the commit (`--keep-images`).
+    pub cleanup: Vec<String>,
 }
 
 impl Plan {
@@ -241,7 +247,7 @@ pub async fn plan<E: Engine>(engine: &E, req: &Request, deploy: &str, run: RunIn
     if let Some(o) = &old {
         steps.push(format!("remove old {}", short(&o.id)));
     }
-    Ok(Plan { deploy: deploy.to_string(), old, definition, begin, steps })
+    Ok(Plan { deploy: deploy.to_string(), old, definition, begin, steps, cleanup: vec![] })
 }
 
 /// The serving container's id when it runs the image `reference` resolves
@@ -255,7 +261,9 @@ async fn up_to_date<E: Engine>(engine: &E, app: &str, reference: &str) -> Result
 }
 
 /// Why `--if-changed` holds back `reference`: the image it resolves to was
-/// deployed before and rolled back, and not deployed successfully since.
+/// deployed before and rolled back because it failed (its health gate, or
+/// Docker refused to create or start it; not a signal or a lost daemon),
+/// and was not deployed successfully since.
 /// Deploying it without `--if-changed` tries it again.
 async fn rolled_back_before<E: Engine>(
     engine: &E,
@@ -267,7 +275,7 @@ async fn rolled_back_before<E: Engine>(
     };
     let summaries = crate::history::summaries(&records.to_vec());
     let last = summaries.iter().rev().find(|s| s.to_image == image.id);
-    Ok(last.filter(|s| s.outcome == crate::history::Standing::RolledBack).map(|s| {
+    Ok(last.filter(|s| s.outcome == crate::history::Standing::RolledBack && s.candidate_failed).map(|s| {
         format!(
             "{reference} is image {}, which deploy {} rolled back ({}); not trying it again. Push a new image, or \
              deploy this one without --if-changed to try it anyway; nothing changed",
@@ -321,9 +329,12 @@ pub async fn deploy<E: Engine>(
     if let Some((_, copy)) = &opened.repaired {
         report.note(format!("repaired a torn journal tail (original kept at {})", copy.display()));
     }
+    let mut records = opened.records.clone();
     if let Some(unfinished) = crate::history::unfinished(&opened.records) {
         report.note(format!("deploy {unfinished} was left unfinished; recovering it first"));
         recover::resume(engine, &mut journal, &opened.records, &unfinished, report).await?;
+        // What the recovery wrote counts too (a deploy it rolled back).
+        records = crate::history::load(state, &req.app)?;
     }
     let rollback;
     let req = match &req.source {
@@ -346,7 +357,7 @@ pub async fn deploy<E: Engine>(
             return Ok(Deployed { deploy: String::new(), container: serving, up_to_date: true, held_back: None });
         }
         // A poll must not deploy and roll back the same bad image every time.
-        if let Some(why) = rolled_back_before(engine, &opened.records, r).await? {
+        if let Some(why) = rolled_back_before(engine, &records, r).await? {
             return Ok(Deployed {
                 deploy: String::new(),
                 container: String::new(),
@@ -357,6 +368,13 @@ pub async fn deploy<E: Engine>(
     }
     let mut plan = plan(engine, req, &deploy_id, run).await?;
     plan.begin.pulled = pulled;
+    if let Some(keep) = req.keep_images {
+        plan.cleanup = images_beyond(&records, keep, plan.begin.image_id.as_deref());
+        if !plan.cleanup.is_empty() {
+            plan.steps
+                .push(format!("then remove {} image(s) of earlier deploys (--keep-images {keep})", plan.cleanup.len()));
+        }
+    }
     plan.show(report);
     crate::state::reserve_for_deploy(&mut journal)?;
     let result = execute(engine, &mut journal, req, plan, report).await;
@@ -388,12 +406,21 @@ async fn rollback_image<E: Engine>(
         let Some(digest) = &target.repo_digest else {
             return Err(Failure::BadInput(format!(
                 "{app} would go back to image {label}, which served before deploy {}, but it is no longer on this \
-                 engine and was never pulled from a registry (it was built or loaded here): rebuild it and deploy \
+                 engine{} and was never pulled from a registry (it was built or loaded here): rebuild it and deploy \
                  it with `swap deploy`; nothing changed",
-                target.deploy
+                target.deploy,
+                target
+                    .removed_by
+                    .as_ref()
+                    .map(|d| format!(" (deploy {d} removed it, --keep-images)"))
+                    .unwrap_or_default()
             )));
         };
-        report.note(format!("image {label} was removed from the engine; pulling it back as {digest}"));
+        let how = match &target.removed_by {
+            Some(d) => format!("deploy {d} removed it (--keep-images)"),
+            None => "it was removed from the engine".to_string(),
+        };
+        report.note(format!("image {label}: {how}; pulling it back as {digest}"));
         let by_digest = crate::pull::Pull { policy: crate::pull::PullPolicy::Missing, ..req.pull.clone() };
         crate::pull::ensure(engine, digest, &by_digest, None, report).await?;
         let got = engine.image(digest).await.map_err(incomplete)?.map(|i| i.id);
@@ -493,16 +520,13 @@ async fn forward<E: Engine>(run: &mut Run<'_, E>, req: &Request, plan: &mut Plan
         // An untagged build is named after the app and the deploy, so
         // `docker ps` shows what runs and the name never moves.
         let tag = tag.clone().unwrap_or_else(|| build_tag(app, &plan.deploy));
-        build(run, dir, dockerfile, Some(&tag)).await?;
+        let built = build(run, dir, dockerfile, Some(&tag)).await?;
         plan.definition.config.insert("Image".into(), json!(tag));
+        // The id the build produced is the plan: a tag moved by another build
+        // before the create makes the create step roll back.
+        plan.begin.image_id = Some(built);
     }
-    let image_id = match plan.begin.image_id.clone() {
-        Some(id) => id,
-        None => {
-            let reference = plan.definition.image().to_string();
-            run.engine.image(&reference).await.ok().flatten().map(|i| i.id).unwrap_or(reference)
-        }
-    };
+    let image_id = plan.begin.image_id.clone().unwrap_or_else(|| plan.definition.image().to_string());
     let inputs = Inputs { app, definition: Some(&plan.definition) };
     let create = Step::CreateCandidate {
         name: staged_name(app, "new"),
@@ -540,6 +564,14 @@ async fn forward<E: Engine>(run: &mut Run<'_, E>, req: &Request, plan: &mut Plan
     run.report.emit(Progress::Commit { container: cand.clone() }, format!("  ● committed: {app} is {}", short(&cand)));
     if let Some(old) = &plan.old {
         run.step(Step::RemoveOld { id: old.id.clone() }, inputs).await?;
+    }
+    // Clean-up is best effort: the deploy is done, and an image that cannot
+    // go now is only disk space (the next deploy tries again).
+    let serving = run.engine.container(&cand).await.ok().flatten().map(|c| c.image_id).unwrap_or_default();
+    for image in plan.cleanup.clone().into_iter().filter(|i| *i != serving) {
+        if let Err(f) = run.step(Step::RemoveImage { image: image.clone() }, inputs).await {
+            run.report.note(format!("image {} stays: {f}", short(&image)));
+        }
     }
     Ok(cand)
 }
@@ -593,6 +625,32 @@ async fn gate<E: Engine>(run: &mut Run<'_, E>, req: &Request, cand: &str, networ
             }
         }
     }
+}
+
+/// The images `--keep-images keep` removes once this deploy (whose image is
+/// `deploying`, when known) committed: every image an earlier deploy of the
+/// app brought, but those of the last `keep` deploys that succeeded (this
+/// one counted) and the one deploying.
+fn images_beyond(records: &[journal::Record<Event>], keep: usize, deploying: Option<&str>) -> Vec<String> {
+    let summaries = crate::history::summaries(&records.to_vec());
+    let mut kept: Vec<&str> = deploying.into_iter().collect();
+    for s in summaries.iter().rev().filter(|s| s.outcome == crate::history::Standing::Deployed) {
+        if kept.len() >= keep.max(1) {
+            break;
+        }
+        if !kept.contains(&s.to_image.as_str()) {
+            kept.push(&s.to_image);
+        }
+    }
+    // Only what swap deployed: an image the app ran before its first swap
+    // deploy (started by hand) is not swap's to remove.
+    let mut out: Vec<String> = vec![];
+    for image in summaries.iter().map(|s| &s.to_image) {
+        if image.starts_with("sha256:") && !kept.contains(&image.as_str()) && !out.contains(image) {
+            out.push(image.clone());
+        }
+    }
+    out
 }
 
 /// The tag of an untagged `--build`: `swap/<app>:<deploy id>` (Docker

@@ -313,6 +313,16 @@ pub trait Engine: Send + Sync {
     /// Removes a container (forcibly, with its anonymous volumes kept).
     fn remove(&self, id: &str) -> impl Future<Output = EngineResult<()>> + Send;
 
+    /// Ids of every container (running or not, anyone's) created from image
+    /// `image_id`.
+    fn containers_using(&self, image_id: &str) -> impl Future<Output = EngineResult<Vec<String>>> + Send;
+
+    /// Removes an image reference: a tag (the image goes with its last
+    /// tag) or an untagged image by id. Never forced: Docker refuses
+    /// ([`EngineError::Conflict`]) while any container, running or not,
+    /// uses the image.
+    fn remove_image(&self, reference: &str) -> impl Future<Output = EngineResult<()>> + Send;
+
     /// Changes a container's restart policy.
     fn set_restart_policy(&self, id: &str, policy: &RestartPolicy) -> impl Future<Output = EngineResult<()>> + Send;
 

@@ -77,6 +77,10 @@ pub struct Summary {
     pub reason: Option<String>,
     /// Milliseconds from stopping the old container to the candidate started.
     pub outage_ms: Option<u64>,
+    /// Whether the candidate itself failed: its health gate, or its create
+    /// or start refused by Docker (not a signal, a lost daemon or a journal
+    /// that went away).
+    pub candidate_failed: bool,
 }
 
 /// Summarises every deploy in a journal, oldest first.
@@ -97,6 +101,7 @@ pub fn summaries(records: &Records) -> Vec<Summary> {
                 outcome: Standing::Unfinished,
                 reason: None,
                 outage_ms: None,
+                candidate_failed: false,
             });
             continue;
         }
@@ -114,6 +119,12 @@ pub fn summaries(records: &Records) -> Vec<Summary> {
                     s.outage_ms = Some(r.ts_ms.saturating_sub(start));
                 }
             }
+            Event::Health { passed: false, .. } => s.candidate_failed = true,
+            Event::Failed {
+                step: Step::CreateCandidate { .. } | Step::StartCandidate { .. },
+                unreachable: false,
+                ..
+            } => s.candidate_failed = true,
             Event::Halt { reason } => {
                 s.outcome = Standing::Halted;
                 s.reason = Some(reason.clone());
@@ -186,6 +197,8 @@ pub struct RollbackTarget {
     pub reference: Option<String>,
     /// `repo@sha256:…` the image was pulled as, if it ever was.
     pub repo_digest: Option<String>,
+    /// The deploy whose `--keep-images` clean-up removed the image, if one did.
+    pub removed_by: Option<String>,
 }
 
 /// Picks the rollback target from the journal.
@@ -210,15 +223,22 @@ pub fn rollback_target(state: &StateDir, app: &str, to: Option<&str>) -> Result<
     // from whichever deploy pulled it.
     let mut reference = pick.from_reference.clone().filter(|r| !r.is_empty() && !r.starts_with("sha256:"));
     let mut repo_digest = None;
+    let mut removed_by = None;
     for r in records.iter() {
-        if let Event::Begin(b) = &r.data {
-            if let Some(p) = b.pulled.as_ref().filter(|p| p.image_id == image_id) {
-                repo_digest = p.repo_digest.clone().or(repo_digest);
-                reference = reference.or_else(|| Some(p.reference.clone()));
+        match &r.data {
+            Event::Begin(b) => {
+                if let Some(p) = b.pulled.as_ref().filter(|p| p.image_id == image_id) {
+                    repo_digest = p.repo_digest.clone().or(repo_digest);
+                    reference = reference.or_else(|| Some(p.reference.clone()));
+                }
             }
+            Event::Done { step: Step::RemoveImage { image }, .. } if *image == image_id => {
+                removed_by = Some(r.group.clone());
+            }
+            _ => {}
         }
     }
-    Ok(RollbackTarget { deploy: pick.deploy.clone(), image_id, reference, repo_digest })
+    Ok(RollbackTarget { deploy: pick.deploy.clone(), image_id, reference, repo_digest, removed_by })
 }
 
 /// `web:1.5 (abebb39c29dc)`: a reference with the short id it names; the

@@ -87,7 +87,12 @@ impl<'a, E: Engine> Run<'a, E> {
         // Recovery reads an intent as the journal's last word on a step in
         // flight, so the hangup note never goes between it and its outcome;
         // nor before a deploy's `begin`, which opens its group.
-        if !matches!(event, Event::Begin(_) | Event::Done { .. } | Event::Failed { .. } | Event::UndoDone { .. }) {
+        // nor before the commit, whose failed append must leave the run before
+        // its commit point (the note's own failure would not).
+        if !matches!(
+            event,
+            Event::Begin(_) | Event::Done { .. } | Event::Failed { .. } | Event::UndoDone { .. } | Event::Commit { .. }
+        ) {
             if let Some(at_ms) = crate::signal::take_hangup() {
                 self.journal.append(&self.deploy, Event::Hangup { at: crate::record::rfc3339(at_ms) })?;
             }
@@ -316,28 +321,12 @@ impl<'a, E: Engine> Run<'a, E> {
         self.report
             .note(format!("{why}\nthe journal cannot be written: restoring the previous version without journaling"));
         for step in self.undo_order(old) {
-            let t = Instant::now();
-            match retry_unreachable(|| async { step.compensate(self.engine).await.map(|_| None::<String>) }).await {
-                Ok(_) => {
-                    let ms = t.elapsed().as_millis() as u64;
-                    self.report.emit(
-                        Progress::Undo {
-                            step: step.name().into(),
-                            description: step.describe(),
-                            status: StepStatus::Done,
-                            ms,
-                            journaled: Some(false),
-                        },
-                        format!("  ↶ undo {} ({ms} ms, not journaled)", step.describe()),
-                    );
-                }
-                Err(e) => {
-                    return Failure::Incomplete(format!(
-                        "{why}; restoring the previous version without the journal, could not undo {}: {e}; \
-                         free the disk, then run `swap recover`",
-                        step.name()
-                    ))
-                }
+            if let Err(e) = self.undo(&step, false).await {
+                return Failure::Incomplete(format!(
+                    "{why}; restoring the previous version without the journal, could not undo {}: {e}; \
+                     free the disk, then run `swap recover`",
+                    step.name()
+                ));
             }
         }
         Failure::Incomplete(format!(
@@ -346,23 +335,31 @@ impl<'a, E: Engine> Run<'a, E> {
         ))
     }
 
+    /// Runs one compensation (retrying an unreachable daemon) and reports
+    /// it; returns how long it took.
+    async fn undo(&self, step: &Step, journaled: bool) -> Result<u64, StepError> {
+        let t = Instant::now();
+        retry_unreachable(|| async { step.compensate(self.engine).await }).await?;
+        let ms = t.elapsed().as_millis() as u64;
+        let note = if journaled { "" } else { ", not journaled" };
+        self.report.emit(
+            Progress::Undo {
+                step: step.name().into(),
+                description: step.describe(),
+                status: StepStatus::Done,
+                ms,
+                journaled: (!journaled).then_some(false),
+            },
+            format!("  ↶ undo {} ({ms} ms{note})", step.describe()),
+        );
+        Ok(ms)
+    }
+
     async fn rollback_journaled(&mut self, reason: &str, old: Option<&OldContainer>) -> Result<(), Failure> {
         for step in self.undo_order(old) {
             self.append(Event::UndoIntent { step: step.clone() })?;
-            let t = Instant::now();
-            match retry_unreachable(|| async { step.compensate(self.engine).await.map(|_| None::<String>) }).await {
-                Ok(_) => {
-                    let ms = t.elapsed().as_millis() as u64;
-                    self.report.emit(
-                        Progress::Undo {
-                            step: step.name().into(),
-                            description: step.describe(),
-                            status: StepStatus::Done,
-                            ms,
-                            journaled: None,
-                        },
-                        format!("  ↶ undo {} ({ms} ms)", step.describe()),
-                    );
+            match self.undo(&step, true).await {
+                Ok(ms) => {
                     self.append(Event::UndoDone { step, ms })?;
                 }
                 Err(StepError::Unexplained(why)) => return Err(self.halt(why)),

@@ -111,6 +111,13 @@ pub enum Step {
         /// The old container's id.
         id: String,
     },
+    /// After the old container's removal, with `--keep-images`: remove an
+    /// image an earlier deploy of this app brought, beyond the ones kept.
+    /// Docker refuses while any container uses it; that image just stays.
+    RemoveImage {
+        /// The image id.
+        image: String,
+    },
 }
 
 /// Why a step or a compensation could not go on.
@@ -171,6 +178,7 @@ impl Step {
             Step::RenameCandidate { .. } => "rename_candidate",
             Step::StartCandidate { .. } => "start_candidate",
             Step::RemoveOld { .. } => "remove_old",
+            Step::RemoveImage { .. } => "remove_image",
         }
     }
 
@@ -194,6 +202,7 @@ impl Step {
             Step::RenameCandidate { id, to, .. } => format!("rename candidate {} to {to}", short(id)),
             Step::StartCandidate { id, .. } => format!("start candidate {}", short(id)),
             Step::RemoveOld { id } => format!("remove old {}", short(id)),
+            Step::RemoveImage { image } => format!("remove image {} (--keep-images)", short(image)),
         }
     }
 
@@ -205,7 +214,7 @@ impl Step {
     pub fn waits(&self, undo: bool) -> Option<Duration> {
         let secs = |s: &u64| Duration::from_secs(*s);
         Some(match (self, undo) {
-            (Step::Build { .. }, _) => return None,
+            (Step::Build { .. } | Step::RemoveImage { .. }, _) => return None,
             (Step::StopOld { timeout_s, .. }, false) | (Step::StartCandidate { timeout_s, .. }, true) => {
                 secs(timeout_s)
             }
@@ -218,7 +227,7 @@ impl Step {
     /// The container the step acts on, when it is known.
     fn target(&self) -> Option<&str> {
         match self {
-            Step::Build { .. } | Step::CreateCandidate { .. } => None,
+            Step::Build { .. } | Step::CreateCandidate { .. } | Step::RemoveImage { .. } => None,
             Step::StartOld { id }
             | Step::ParkOld { id, .. }
             | Step::StopOld { id, .. }
@@ -238,6 +247,9 @@ impl Step {
         if let Step::Build { .. } = self {
             return Ok(None);
         }
+        if let Step::RemoveImage { image } = self {
+            return Ok(engine.image(image).await?.is_none().then(|| image.clone()));
+        }
         let id = self.target().expect("container step");
         let Some(c) = engine.container(id).await? else {
             return match self {
@@ -255,7 +267,7 @@ impl Step {
             Step::StopOld { .. } => !c.running,
             Step::RenameOld { to, .. } | Step::RenameCandidate { to, .. } => c.name == *to,
             Step::RemoveOld { .. } => false,
-            Step::Build { .. } | Step::CreateCandidate { .. } => unreachable!(),
+            Step::Build { .. } | Step::CreateCandidate { .. } | Step::RemoveImage { .. } => unreachable!(),
         };
         Ok(done.then_some(c.id))
     }
@@ -296,6 +308,7 @@ impl Step {
                 Err(EngineError::NotFound(_)) => {}
                 other => other?,
             },
+            Step::RemoveImage { image } => remove_image(engine, image).await?,
         }
         Ok(None)
     }
@@ -374,7 +387,7 @@ impl Step {
                 Ok(())
             }
             // Past the commit point there is no way back.
-            Step::RemoveOld { .. } => Ok(()),
+            Step::RemoveOld { .. } | Step::RemoveImage { .. } => Ok(()),
         }
     }
 
@@ -386,6 +399,27 @@ impl Step {
                 short(id)
             ))
         })
+    }
+}
+
+/// Removes an image by its tags, then by id if it is left untagged. An
+/// image any container uses (not only the app's) is left alone, tags and
+/// all; Docker would refuse its last tag anyway, but not the others.
+async fn remove_image<E: Engine>(engine: &E, image: &str) -> Result<(), EngineError> {
+    let Some(found) = engine.image(image).await? else { return Ok(()) };
+    if !engine.containers_using(&found.id).await?.is_empty() {
+        return Ok(());
+    }
+    for tag in &found.tags {
+        match engine.remove_image(tag).await {
+            Err(EngineError::Conflict(_)) => return Ok(()),
+            Err(EngineError::NotFound(_)) => {}
+            other => other?,
+        }
+    }
+    match engine.remove_image(image).await {
+        Err(EngineError::Conflict(_) | EngineError::NotFound(_)) => Ok(()),
+        other => other,
     }
 }
 

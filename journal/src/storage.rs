@@ -192,12 +192,23 @@ impl Storage for FileStorage {
 
     fn mark_unsynced(&mut self, durable: u64) -> io::Result<()> {
         let mark = mark_path(&self.path);
-        let mut f = OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&mark)?;
-        f.write_all(format!("{durable}\n").as_bytes())?;
-        // Best effort: the note matters most on this boot, while the page
-        // cache still holds the unsynced bytes; on a failing disk these
-        // syncs may fail too.
-        let _ = f.sync_all();
+        // Written aside and renamed into place: a note cut short by the
+        // failing disk must never be left where readers look, or every
+        // later open would refuse the journal over a half-written number.
+        let part = mark.with_extension("unsynced.part");
+        let written = (|| {
+            let mut f = OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&part)?;
+            f.write_all(format!("{durable}\n").as_bytes())?;
+            // Best effort: the note matters most on this boot, while the
+            // page cache still holds the unsynced bytes; on a failing disk
+            // this sync may fail too.
+            let _ = f.sync_all();
+            std::fs::rename(&part, &mark)
+        })();
+        if written.is_err() {
+            let _ = std::fs::remove_file(&part);
+        }
+        written?;
         let _ = sync_parent(&mark);
         Ok(())
     }

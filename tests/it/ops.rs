@@ -178,6 +178,7 @@ const STEP_NAMES: &[&str] = &[
     "rename_candidate",
     "start_candidate",
     "remove_old",
+    "remove_image",
 ];
 const OUTCOMES: &[&str] = &["deployed", "rolled_back", "halted", "unfinished"];
 const RESULT_OUTCOMES: &[&str] = &["ok", "rolled_back", "bad_input", "locked", "halted", "incomplete", "unavailable"];
@@ -327,6 +328,7 @@ fn step_fields(step: &str) -> Option<&'static [F]> {
         "park_old" => &[req!("id", Ty::ContainerId), req!("policy", POLICY)],
         "stop_old" | "start_candidate" => &[req!("id", Ty::ContainerId), req!("timeout_s", Ty::Uint)],
         "rename_old" | "rename_candidate" => &[req!("id", Ty::ContainerId), req!("from", Ty::Str), req!("to", Ty::Str)],
+        "remove_image" => &[req!("image", Ty::ImageId)],
         _ => return None,
     })
 }

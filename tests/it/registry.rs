@@ -526,3 +526,50 @@ fn if_changed_remembers_an_image_it_rolled_back() {
     assert_answers(port, "v2");
     support::assert_settled(app.name(), &good);
 }
+
+/// `--keep-images 2`: after each successful deploy the images earlier
+/// deploys brought are removed, but those of the last two deploys and any a
+/// container uses (here a bystander's); each removal is journaled, and a
+/// rollback to a removed image says so and pulls it back by digest.
+#[test]
+fn keep_images_removes_old_images_but_never_one_in_use() {
+    let registry = Registry::start();
+    let app = TestApp::new("reg-keep");
+    let port = support::free_port();
+    let images: Vec<(String, String)> =
+        (0..4).map(|i| registry.push_fresh(if i % 2 == 0 { "v1" } else { "v2" }, &format!("keep/web:{i}"))).collect();
+    let publish = format!("{port}:{DEMO_PORT}");
+    let deploy = |i: usize| {
+        let mut args = vec!["deploy", app.name(), "--image", &images[i].0, "--keep-images", "2"];
+        if i == 0 {
+            args.extend(["--publish", &publish]);
+        }
+        let out = app.swap(&args);
+        assert_exit(&out, 0);
+    };
+    deploy(0);
+    deploy(1);
+    // A container that is not the app's runs image 1: it must keep it.
+    let bystander = format!("{}-bystander", app.name());
+    support::run_container(&bystander, &images[1].0, &[]);
+    deploy(2);
+    deploy(3);
+    let present = |i: usize| image_id(&images[i].1).is_some();
+    let _ = support::docker_output(&["rm", "-f", &bystander]);
+    assert!(!present(0), "image 0 is beyond the last two deploys and unused, yet still there");
+    assert!(present(1), "image 1 is used by another container and was removed");
+    assert!(present(2) && present(3), "the last two deploys' images must stay");
+    let removed: Vec<Value> = journal(&app)
+        .into_iter()
+        .filter(|r| r["data"]["kind"] == "done" && r["data"]["step"]["step"] == "remove_image")
+        .collect();
+    assert!(removed.iter().any(|r| r["data"]["step"]["image"] == images[0].1.as_str()), "{removed:?}");
+
+    // The second deploy went from image 0 to image 1: going back to what
+    // served before it means image 0, which the clean-up removed.
+    let second = begins(&app)[1]["group"].as_str().unwrap().to_string();
+    let out = app.swap(&["rollback", app.name(), "--to", &second]);
+    assert_exit(&out, 0);
+    assert!(stderr(&out).contains("removed it (--keep-images)"), "{}", describe(&out));
+    support::assert_settled(app.name(), &images[0].1);
+}

@@ -212,6 +212,14 @@ impl Engine for Probe {
         self.note();
         self.mem.remove(id).await
     }
+    async fn containers_using(&self, image_id: &str) -> EngineResult<Vec<String>> {
+        self.note();
+        self.mem.containers_using(image_id).await
+    }
+    async fn remove_image(&self, reference: &str) -> EngineResult<()> {
+        self.note();
+        self.mem.remove_image(reference).await
+    }
     async fn set_restart_policy(&self, id: &str, policy: &RestartPolicy) -> EngineResult<()> {
         self.note();
         self.mem.set_restart_policy(id, policy).await
@@ -284,6 +292,7 @@ fn request(image: &str, overrides: Overrides) -> Request {
         command: "deploy".into(),
         pull: Default::default(),
         if_changed: false,
+        keep_images: None,
     }
 }
 

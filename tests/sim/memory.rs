@@ -1262,6 +1262,34 @@ impl State {
         Ok(())
     }
 
+    fn remove_image(&mut self, reference: &str) -> EngineResult<()> {
+        let Some(i) = self.image_index(reference) else {
+            return Err(EngineError::NotFound(format!("No such image: {reference}")));
+        };
+        let id = self.images[i].id.clone();
+        if let Some(c) = self.containers.iter().find(|c| c.image_id == id) {
+            return Err(EngineError::Conflict(format!(
+                "conflict: unable to remove repository reference \"{reference}\" (must force) - container {} is using its referenced image {}",
+                &c.id[..12],
+                &id[7..19]
+            )));
+        }
+        let tag = normalise_ref(reference);
+        if self.images[i].tags.contains(&tag) {
+            self.images[i].tags.retain(|t| *t != tag);
+            if !self.images[i].tags.is_empty() {
+                return Ok(());
+            }
+        } else if self.images[i].tags.len() > 1 {
+            return Err(EngineError::Conflict(format!(
+                "conflict: unable to delete {} (must be forced) - image is referenced in multiple repositories",
+                &id[7..19]
+            )));
+        }
+        self.images.remove(i);
+        Ok(())
+    }
+
     fn set_restart_policy(&mut self, id: &str, policy: &RestartPolicy) -> EngineResult<()> {
         let i = self.resolve(id)?;
         let name = if policy.name.is_empty() { "no" } else { policy.name.as_str() };
@@ -1493,6 +1521,19 @@ impl Engine for MemoryEngine {
     async fn remove(&self, id: &str) -> EngineResult<()> {
         let id = id.to_string();
         self.call("remove", id.clone(), move |s| s.remove(&id)).await
+    }
+
+    async fn containers_using(&self, image_id: &str) -> EngineResult<Vec<String>> {
+        let id = image_id.to_string();
+        self.call("containers_using", id.clone(), move |s| {
+            Ok(s.containers.iter().filter(|c| c.image_id == id).map(|c| c.id.clone()).collect())
+        })
+        .await
+    }
+
+    async fn remove_image(&self, reference: &str) -> EngineResult<()> {
+        let r = reference.to_string();
+        self.call("remove_image", r.clone(), move |s| s.remove_image(&r)).await
     }
 
     async fn set_restart_policy(&self, id: &str, policy: &RestartPolicy) -> EngineResult<()> {
