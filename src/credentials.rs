@@ -26,12 +26,17 @@ pub fn for_registry(registry: &str) -> Result<Option<RegistryAuth>, String> {
         Ok(DockerCredential::UsernamePassword(user, password)) => Ok(Some(auth(Some(user), Some(password), None))),
         Ok(DockerCredential::IdentityToken(token)) => Ok(Some(auth(None, None, Some(token)))),
         Err(CredentialRetrievalError::NoCredentialConfigured | CredentialRetrievalError::ConfigNotFound) => Ok(None),
-        // A config that is there but unreadable may hold the login: pulling
-        // anonymously would only fail later with a confusing refusal.
-        Err(CredentialRetrievalError::ConfigReadError) => Err(format!(
-            "the Docker client config ($DOCKER_CONFIG/config.json or ~/.docker/config.json) cannot be read, so the \
-             login for {registry} cannot be looked up"
-        )),
+        // The crate says the same for a missing file and a broken one. A
+        // missing config means no login (an anonymous pull); one that is
+        // there but unreadable may hold the login, and pulling anonymously
+        // would only fail later with a confusing refusal.
+        Err(CredentialRetrievalError::ConfigReadError) => match config_path().filter(|p| p.exists()) {
+            None => Ok(None),
+            Some(path) => Err(format!(
+                "the Docker client config {} cannot be read, so the login for {registry} cannot be looked up",
+                path.display()
+            )),
+        },
         // The helper protocol's answer for "no login stored here"; the docker
         // CLI then pulls anonymously, and so does swap.
         Err(CredentialRetrievalError::HelperFailure { ref stdout, .. }) if stdout.contains("credentials not found") => {
@@ -42,5 +47,14 @@ pub fn for_registry(registry: &str) -> Result<Option<RegistryAuth>, String> {
             Err(format!("the credential helper {helper} failed for {registry}"))
         }
         Err(e) => Err(format!("the Docker config's login for {registry} is unusable: {e}")),
+    }
+}
+
+/// Where the Docker client keeps its config: `$DOCKER_CONFIG/config.json`,
+/// else `~/.docker/config.json`.
+fn config_path() -> Option<std::path::PathBuf> {
+    match std::env::var_os("DOCKER_CONFIG").filter(|d| !d.is_empty()) {
+        Some(dir) => Some(std::path::PathBuf::from(dir).join("config.json")),
+        None => std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".docker/config.json")),
     }
 }
