@@ -1054,6 +1054,51 @@ fn journal_removed_under_a_running_deploy() {
     tally.finish("journal removed under a running deploy");
 }
 
+/// The tag deployed moves to another (healthy) image at every call of a
+/// re-deploy: before the plan resolves it, the new image is deployed as
+/// planned; between the plan and the create, the candidate would run an
+/// image nobody planned, so the create step refuses it and the deploy rolls
+/// back; after the create, the planned image runs. Whatever the instant,
+/// what serves is the old image or the planned one, never another.
+#[test]
+fn a_tag_moved_under_a_deploy_never_deploys_an_unplanned_image() {
+    let rt = runtime();
+    let (_, reference) = rt.block_on(run_case(Scenario::Bridge, &Case::default()));
+    let n = reference.expect("the unfaulted run").deploy_calls;
+    let mut tally = Tally::default();
+    let mut rolled_back = 0;
+    for k in 1..=n {
+        let (w, r) = rt.block_on(async {
+            let w = world(Scenario::Bridge).await;
+            let base = w.mem.call_count();
+            w.mem.fault_at(base + k, CallFault::MoveTag { reference: "app:v2".into(), to: w.v1.clone() });
+            let out = deploy(&w.probe, &w.state, &candidate_request(Scenario::Bridge), &Report::silent(), None).await;
+            let r = (|| {
+                let serving = w.mem.by_name(APP).ok_or("nothing serves")?;
+                let recs = records(&w)?;
+                let planned = recs.iter().rev().find_map(|r| match &r.data {
+                    Event::Intent { step: swap::step::Step::CreateCandidate { image, .. } } => Some(image.clone()),
+                    _ => None,
+                });
+                match out {
+                    Ok(_) if Some(&serving.image_id) == planned.as_ref() => Ok(false),
+                    Ok(_) => Err(format!("deployed {} but planned {planned:?}", serving.image_id)),
+                    Err(Failure::RolledBack(_)) if serving.image_id == w.v1 => Ok(true),
+                    Err(f) => Err(format!("ended {f} with {} serving", serving.image_id)),
+                }
+            })();
+            (w, r)
+        });
+        if r == Ok(true) {
+            rolled_back += 1;
+        }
+        tally.record(format!("tag moved at deploy call {k}"), &w, &r.map(|_| Ran::default()));
+    }
+    eprintln!("moved tag: {n} calls, {rolled_back} rolled back");
+    tally.finish("a tag moved at every call");
+    assert!(rolled_back > 0, "no instant fell between the plan and the create");
+}
+
 // ---------------------------------------------------------------------------
 // The restarted process is a new `swap deploy`: it recovers first
 // ---------------------------------------------------------------------------

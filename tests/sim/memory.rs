@@ -77,6 +77,16 @@ pub enum CallFault {
     /// as for [`CallFault::CrashInFlight`] (a socket dropped or a proxy timed
     /// out while Docker went on with it). The process lives on.
     ErrorInFlight,
+    /// Just before the call takes effect, another client points the tag
+    /// `reference` at the image `to` (an id): a `docker pull` or a build
+    /// elsewhere moving a tag under a running deploy. The call then runs
+    /// as usual.
+    MoveTag {
+        /// The tag moved.
+        reference: String,
+        /// The image id it names afterwards.
+        to: String,
+    },
     /// The calling process dies before the request leaves: no effect, the
     /// call never returns, [`MemoryEngine::crashed`] turns true.
     Crash,
@@ -823,6 +833,16 @@ impl MemoryEngine {
                 (Err(unreachable(method, "injected after the effect")), false)
             }
             Some(CallFault::ErrorInFlight) => (Err(unreachable(method, "reply lost")), false),
+            Some(CallFault::MoveTag { reference, to }) => {
+                let tag = normalise_ref(&reference);
+                for img in &mut s.images {
+                    img.tags.retain(|t| *t != tag);
+                }
+                if let Some(img) = s.images.iter_mut().find(|i| i.id == to) {
+                    img.tags.push(tag);
+                }
+                (op(&mut s), false)
+            }
             // `call_waiting` sends these off before `finish`.
             Some(CallFault::Crash | CallFault::CrashInFlight) => (Err(unreachable(method, "crash")), true),
             Some(CallFault::CrashAfterEffect) => {
