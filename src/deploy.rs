@@ -337,10 +337,12 @@ pub async fn deploy<E: Engine>(
         records = crate::history::load(state, &req.app)?;
     }
     let rollback;
+    let mut pulled = None;
     let req = match &req.source {
         Source::Rollback { to } => {
             let target = crate::history::rollback_target(state, &req.app, to.as_deref())?;
-            let image = rollback_image(engine, &target, req, report).await?;
+            let (image, pulled_back) = rollback_image(engine, &target, req, report).await?;
+            pulled = pulled_back;
             rollback = Request { source: Source::Image(image), ..req.clone() };
             &rollback
         }
@@ -348,10 +350,9 @@ pub async fn deploy<E: Engine>(
     };
     // Under the lock, before `begin`: a pull changes no container, so a
     // failed one leaves nothing to undo.
-    let pulled = match &req.source {
-        Source::Image(r) => crate::pull::ensure(engine, r, &req.pull, None, report).await?,
-        Source::Build { .. } | Source::Rollback { .. } => None,
-    };
+    if let (Source::Image(r), None) = (&req.source, &pulled) {
+        pulled = crate::pull::ensure(engine, r, &req.pull, None, report).await?;
+    }
     if let (true, Source::Image(r)) = (req.if_changed, &req.source) {
         if let Some(serving) = up_to_date(engine, &req.app, r).await? {
             return Ok(Deployed { deploy: String::new(), container: serving, up_to_date: true, held_back: None });
@@ -398,7 +399,7 @@ async fn rollback_image<E: Engine>(
     target: &crate::history::RollbackTarget,
     req: &Request,
     report: &Report,
-) -> Result<String, Failure> {
+) -> Result<(String, Option<crate::record::Pulled>), Failure> {
     let app = &req.app;
     let label = crate::history::image_label(target.reference.as_deref(), &target.image_id);
     let present = engine.image(&target.image_id).await.map_err(incomplete)?.is_some();
@@ -422,7 +423,7 @@ async fn rollback_image<E: Engine>(
         };
         report.note(format!("image {label}: {how}; pulling it back as {digest}"));
         let by_digest = crate::pull::Pull { policy: crate::pull::PullPolicy::Missing, ..req.pull.clone() };
-        crate::pull::ensure(engine, digest, &by_digest, None, report).await?;
+        let pulled = crate::pull::ensure(engine, digest, &by_digest, None, report).await?;
         let got = engine.image(digest).await.map_err(incomplete)?.map(|i| i.id);
         if got.as_deref() != Some(target.image_id.as_str()) {
             return Err(Failure::BadInput(format!(
@@ -432,13 +433,13 @@ async fn rollback_image<E: Engine>(
             )));
         }
         report.note(format!("rolling {app} back to image {label}"));
-        return Ok(digest.clone());
+        return Ok((digest.clone(), pulled));
     }
     if let Some(reference) = &target.reference {
         let now = engine.image(reference).await.map_err(incomplete)?.map(|i| i.id);
         if now.as_deref() == Some(target.image_id.as_str()) {
             report.note(format!("rolling {app} back to image {label}"));
-            return Ok(reference.clone());
+            return Ok((reference.clone(), None));
         }
         report.note(format!(
             "rolling {app} back to image {} by id: {reference} now names another image",
@@ -447,7 +448,7 @@ async fn rollback_image<E: Engine>(
     } else {
         report.note(format!("rolling {app} back to image {label}"));
     }
-    Ok(target.image_id.clone())
+    Ok((target.image_id.clone(), None))
 }
 
 /// Executes a plan under the journal's lock.

@@ -464,6 +464,10 @@ fn rollback_pulls_a_removed_image_back_by_its_digest() {
     assert!(stderr(&out).contains("pulling it back"), "{}", describe(&out));
     assert_answers(port, "v1");
     support::assert_settled(app.name(), &v1);
+    // The rollback's begin says what it pulled back.
+    let pulled = begins(&app).pop().unwrap()["data"]["pulled"].clone();
+    assert_eq!(pulled["image_id"], v1.as_str(), "{pulled}");
+    assert!(pulled["reference"].as_str().is_some_and(|r| r.contains("@sha256:")), "{pulled}");
 }
 
 /// An earlier image that was built here and then removed cannot be found

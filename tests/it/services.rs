@@ -12,7 +12,8 @@ use serde_json::Value;
 use crate::support::assert_exit;
 use crate::support::{self, describe, image, TestApp, DEMO_PORT};
 
-/// A named volume or a scratch directory a test owns, removed at the end.
+/// The volumes, containers, networks and scratch directories a test owns,
+/// removed at the end (after the app, so nothing is still attached).
 struct Owned {
     volumes: Vec<String>,
     containers: Vec<String>,
@@ -89,8 +90,10 @@ fn assert_markers(app: &str, when: &str) {
 /// re-deploy and rollback leaves the data where it was, in the same volumes.
 #[test]
 fn data_in_every_kind_of_volume_survives_redeploy_failure_and_rollback() {
-    let app = TestApp::new("volumes");
+    // Declared first, dropped last: its networks and volumes can go only
+    // once the app's containers are gone.
     let mut owned = Owned::new();
+    let app = TestApp::new("volumes");
     let (db1, db2) = (support::db_image("v1"), support::db_image("v2"));
     let named = owned.volume(&format!("{}-named", app.name()));
     let bound = owned.dir("bound");
@@ -184,8 +187,10 @@ fn data_in_every_kind_of_volume_survives_redeploy_failure_and_rollback() {
 /// file; malformed ones are refused before anything changes.
 #[test]
 fn volume_flag_mounts_on_a_first_deploy_and_bad_ones_are_refused() {
-    let app = TestApp::new("volflag");
+    // Declared first, dropped last: its networks and volumes can go only
+    // once the app's containers are gone.
     let mut owned = Owned::new();
+    let app = TestApp::new("volflag");
     let named = format!("{}-data", app.name());
     owned.volumes.push(named.clone());
     let bound = owned.dir("flagbind");
@@ -302,8 +307,10 @@ fn a_container_whose_id_starts_with_the_app_name_is_never_touched() {
 /// changes.
 #[test]
 fn a_setting_swap_cannot_clone_is_refused_by_name() {
-    let app = TestApp::new("unclonable");
+    // Declared first, dropped last: its networks and volumes can go only
+    // once the app's containers are gone.
     let mut owned = Owned::new();
+    let app = TestApp::new("unclonable");
     let net = format!("{}-net", app.name());
     support::docker_ok(&["network", "create", &net]);
     owned.networks.push(net.clone());
@@ -356,11 +363,20 @@ fn settings(name: &str) -> BTreeMap<String, Value> {
 /// anonymous volumes the new container mounts by name.
 #[test]
 fn a_service_started_with_many_flags_is_cloned_field_by_field() {
-    let app = TestApp::new("faithful");
+    // Declared first, dropped last: its networks and volumes can go only
+    // once the app's containers are gone.
     let mut owned = Owned::new();
-    let octet = 100 + std::process::id() % 100;
+    let app = TestApp::new("faithful");
+    // A subnet of its own for the static IP: the first /24 no other network
+    // holds (parallel tests, or networks another run left behind).
     let net = format!("{}-net", app.name());
-    support::docker_ok(&["network", "create", "--subnet", &format!("10.231.{octet}.0/24"), &net]);
+    let octet = (0..100)
+        .map(|i| 100 + (std::process::id() + i) % 150)
+        .find(|o| {
+            let subnet = format!("10.231.{o}.0/24");
+            support::docker_output(&["network", "create", "--subnet", &subnet, &net]).status.success()
+        })
+        .expect("no free 10.231.x.0/24 subnet for the test network");
     owned.networks.push(net.clone());
     let other = format!("{}-other", app.name());
     support::run_container(&other, &image("v1"), &["--network", &net, "-v", "/shared"]);
