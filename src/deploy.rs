@@ -250,14 +250,12 @@ pub async fn plan<E: Engine>(engine: &E, req: &Request, deploy: &str, run: RunIn
     Ok(Plan { deploy: deploy.to_string(), old, definition, begin, steps, cleanup: vec![] })
 }
 
-/// The serving container's id when it runs the image `reference` resolves
-/// to now, so an unattended poll changes nothing and journals nothing.
-async fn up_to_date<E: Engine>(engine: &E, app: &str, reference: &str) -> Result<Option<String>, Failure> {
-    let Some(image) = engine.image(reference).await.map_err(incomplete)? else {
-        return Ok(None);
-    };
+/// The serving container's id when it runs `image` (what the poll's
+/// reference resolves to now), so an unattended poll changes nothing and
+/// journals nothing.
+async fn up_to_date<E: Engine>(engine: &E, app: &str, image: &str) -> Result<Option<String>, Failure> {
     let serving = engine.container(app).await.map_err(incomplete)?;
-    Ok(serving.filter(|c| c.running && c.name == app && c.image_id == image.id).map(|c| c.id))
+    Ok(serving.filter(|c| c.running && c.name == app && c.image_id == image).map(|c| c.id))
 }
 
 /// Why `--if-changed` holds back `reference`: the image it resolves to was
@@ -265,25 +263,18 @@ async fn up_to_date<E: Engine>(engine: &E, app: &str, reference: &str) -> Result
 /// Docker refused to create or start it; not a signal or a lost daemon),
 /// and was not deployed successfully since.
 /// Deploying it without `--if-changed` tries it again.
-async fn rolled_back_before<E: Engine>(
-    engine: &E,
-    records: &[journal::Record<Event>],
-    reference: &str,
-) -> Result<Option<String>, Failure> {
-    let Some(image) = engine.image(reference).await.map_err(incomplete)? else {
-        return Ok(None);
-    };
-    let summaries = crate::history::summaries(&records.to_vec());
-    let last = summaries.iter().rev().find(|s| s.to_image == image.id);
-    Ok(last.filter(|s| s.outcome == crate::history::Standing::RolledBack && s.candidate_failed).map(|s| {
+fn rolled_back_before(records: &[journal::Record<Event>], reference: &str, image: &str) -> Option<String> {
+    let summaries = crate::history::summaries(records);
+    let last = summaries.iter().rev().find(|s| s.to_image == image);
+    last.filter(|s| s.outcome == crate::history::Standing::RolledBack && s.candidate_failed).map(|s| {
         format!(
             "{reference} is image {}, which deploy {} rolled back ({}); not trying it again. Push a new image, or \
              deploy this one without --if-changed to try it anyway; nothing changed",
-            short(&image.id),
+            short(image),
             s.deploy,
             s.reason.as_deref().unwrap_or("no reason recorded")
         )
-    }))
+    })
 }
 
 fn incomplete(e: crate::docker::EngineError) -> Failure {
@@ -353,12 +344,16 @@ pub async fn deploy<E: Engine>(
     if let (Source::Image(r), None) = (&req.source, &pulled) {
         pulled = crate::pull::ensure(engine, r, &req.pull, None, report).await?;
     }
-    if let (true, Source::Image(r)) = (req.if_changed, &req.source) {
-        if let Some(serving) = up_to_date(engine, &req.app, r).await? {
+    let resolved = match (req.if_changed, &req.source) {
+        (true, Source::Image(r)) => engine.image(r).await.map_err(incomplete)?.map(|i| (r.clone(), i.id)),
+        _ => None,
+    };
+    if let Some((r, image)) = &resolved {
+        if let Some(serving) = up_to_date(engine, &req.app, image).await? {
             return Ok(Deployed { deploy: String::new(), container: serving, up_to_date: true, held_back: None });
         }
         // A poll must not deploy and roll back the same bad image every time.
-        if let Some(why) = rolled_back_before(engine, &records, r).await? {
+        if let Some(why) = rolled_back_before(&records, r, image) {
             return Ok(Deployed {
                 deploy: String::new(),
                 container: String::new(),
@@ -633,7 +628,7 @@ async fn gate<E: Engine>(run: &mut Run<'_, E>, req: &Request, cand: &str, networ
 /// app brought, but those of the last `keep` deploys that succeeded (this
 /// one counted) and the one deploying.
 fn images_beyond(records: &[journal::Record<Event>], keep: usize, deploying: Option<&str>) -> Vec<String> {
-    let summaries = crate::history::summaries(&records.to_vec());
+    let summaries = crate::history::summaries(records);
     let mut kept: Vec<&str> = deploying.into_iter().collect();
     for s in summaries.iter().rev().filter(|s| s.outcome == crate::history::Standing::Deployed) {
         if kept.len() >= keep.max(1) {

@@ -84,7 +84,7 @@ pub struct Summary {
 }
 
 /// Summarises every deploy in a journal, oldest first.
-pub fn summaries(records: &Records) -> Vec<Summary> {
+pub fn summaries(records: &[journal::Record<Event>]) -> Vec<Summary> {
     let mut out: Vec<Summary> = vec![];
     for r in records {
         if let Event::Begin(b) = &r.data {
