@@ -264,6 +264,17 @@ fn setup(sc: &Scenario) -> Result<Fixture, String> {
     Ok(fx)
 }
 
+/// [`setup`] for one crash point; a failed setup is that point's failure.
+fn setup_point(sc: &Scenario, tally: &mut Tally, point: &str, t: Instant) -> Option<Fixture> {
+    match setup(sc) {
+        Ok(fx) => Some(fx),
+        Err(e) => {
+            tally.record(point, t.elapsed(), Err(e));
+            None
+        }
+    }
+}
+
 /// After a swept run (crashed or not): recover if it crashed, then check
 /// everything the sweep promises. Returns the tag serving (or "none").
 fn check(sc: &Scenario, fx: &Fixture, begins_before: usize, end: Ended, log: &mut String) -> Result<String, String> {
@@ -521,13 +532,7 @@ fn sweep(sc: &Scenario, select: impl Fn(Mode, &str) -> bool) {
             let point = mode.at(i as u32 + 1);
             let t = Instant::now();
             let mut log = String::new();
-            let fx = match setup(sc) {
-                Ok(fx) => fx,
-                Err(e) => {
-                    tally.record(&point, t.elapsed(), Err(e));
-                    continue;
-                }
-            };
+            let Some(fx) = setup_point(sc, &mut tally, &point, t) else { continue };
             let before = journal(&fx.app).unwrap_or_default();
             let out = run_swap(&fx.app, &[("SWAP_CRASH_AT", &point)], &fx.swept_args(sc));
             log.push_str(&format!(
@@ -556,13 +561,7 @@ fn sweep(sc: &Scenario, select: impl Fn(Mode, &str) -> bool) {
 /// the labels of the records it appended: the crash points.
 fn reference_run(sc: &Scenario, tally: &mut Tally) -> Option<Vec<String>> {
     let t = Instant::now();
-    let fx = match setup(sc) {
-        Ok(fx) => fx,
-        Err(e) => {
-            tally.record("uncrashed", t.elapsed(), Err(e));
-            return None;
-        }
-    };
+    let fx = setup_point(sc, tally, "uncrashed", t)?;
     let mut log = String::new();
     let before = journal(&fx.app).unwrap_or_default();
     let out = run_swap(&fx.app, &[], &fx.swept_args(sc));
@@ -771,13 +770,7 @@ fn sweep_recovery(tally: &mut Tally, deploy_at: &str, modes: &[Mode], select: im
             let point = format!("deploy {deploy_at} + recover {recover_at}");
             let t = Instant::now();
             let mut log = String::new();
-            let fx = match setup(&sc) {
-                Ok(fx) => fx,
-                Err(e) => {
-                    tally.record(&point, t.elapsed(), Err(e));
-                    continue;
-                }
-            };
+            let Some(fx) = setup_point(&sc, tally, &point, t) else { continue };
             let before = journal(&fx.app).unwrap_or_default();
             let out = run_swap(&fx.app, &[("SWAP_CRASH_AT", deploy_at)], &fx.swept_args(&sc));
             log.push_str(&format!("=== deploy with SWAP_CRASH_AT={deploy_at}\n{}\n", describe(&out)));
@@ -866,13 +859,7 @@ fn recover_after_parked_old_started_by_hand() {
         for deploy_at in ["after:7", "after:9", "after:11"] {
             let point = format!("{} deploy {deploy_at} + docker start old", sc.name);
             let t = Instant::now();
-            let fx = match setup(&sc) {
-                Ok(fx) => fx,
-                Err(e) => {
-                    tally.record(&point, t.elapsed(), Err(e));
-                    continue;
-                }
-            };
+            let Some(fx) = setup_point(&sc, &mut tally, &point, t) else { continue };
             let before = journal(&fx.app).unwrap_or_default();
             let old_id = inspect(fx.app.name()).and_then(|c| c["Id"].as_str().map(str::to_string)).unwrap_or_default();
             let out = run_swap(&fx.app, &[("SWAP_CRASH_AT", deploy_at)], &fx.swept_args(&sc));
@@ -952,13 +939,7 @@ fn sweep_next_deploy_recovers_first() {
             }
             let point = mode.at(n);
             let t = Instant::now();
-            let fx = match setup(&sc) {
-                Ok(fx) => fx,
-                Err(e) => {
-                    tally.record(&point, t.elapsed(), Err(e));
-                    continue;
-                }
-            };
+            let Some(fx) = setup_point(&sc, &mut tally, &point, t) else { continue };
             let before = journal(&fx.app).unwrap_or_default();
             let out = run_swap(&fx.app, &[("SWAP_CRASH_AT", &point)], &fx.swept_args(&sc));
             let mut log = format!("=== deploy with SWAP_CRASH_AT={point}\n{}\n", describe(&out));
