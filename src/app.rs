@@ -143,6 +143,8 @@ async fn dispatch(command: Command, state: &StateDir, report: &Report) -> Result
                 },
                 if_changed: false,
                 keep_images: None,
+                strategy: None,
+                drain: drain(&args.timing)?,
             };
             let done = deploy::deploy(&engine, state, &req, report, fault).await?;
             Ok(format!("rolled {} back (deploy {})", args.app, done.deploy))
@@ -205,6 +207,13 @@ fn settle(timing: &crate::cli::TimingArgs) -> Result<Duration, Failure> {
         return Err(Failure::BadInput(format!("--settle {}: expected seconds ≥ 0", timing.settle)));
     }
     Ok(Duration::from_secs_f64(timing.settle))
+}
+
+fn drain(timing: &crate::cli::TimingArgs) -> Result<Duration, Failure> {
+    if !(timing.drain.is_finite() && (0.0..=3600.0).contains(&timing.drain)) {
+        return Err(Failure::BadInput(format!("--drain {}: expected seconds from 0 to 3600", timing.drain)));
+    }
+    Ok(Duration::from_secs_f64(timing.drain))
 }
 
 /// Checks every flag of a deploy before anything is touched.
@@ -279,6 +288,8 @@ pub fn validate_deploy(args: &DeployArgs) -> Result<Request, Failure> {
         command: "deploy".into(),
         if_changed: args.if_changed,
         keep_images: args.keep_images,
+        strategy: args.strategy,
+        drain: drain(&args.timing)?,
         pull: crate::pull::Pull {
             // A poll for a new image must ask the registry.
             policy: if args.if_changed && args.pull == crate::pull::PullPolicy::Missing {

@@ -181,6 +181,12 @@ pub struct DeployArgs {
     /// last N deploys (this one included); images any container uses stay. Default: keep every image
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(usize))]
     pub keep_images: Option<usize>,
+    /// How the serving container is replaced: stop it, then start the new version (stop-first), or start the
+    /// new version beside it under the app's name on its networks and stop it once the new one is healthy
+    /// (start-first: no published ports, user-defined networks only; docs/start-first.md). Default: what the
+    /// app was deployed with last, else stop-first
+    #[arg(long, value_enum, value_name = "STRATEGY")]
+    pub strategy: Option<crate::strategy::Strategy>,
 }
 
 /// `swap recover`.
@@ -229,6 +235,10 @@ pub struct TimingArgs {
     /// Seconds to wait for another swap on this app to finish
     #[arg(long, value_name = "SECS")]
     pub lock_wait: Option<u64>,
+    /// Start-first: seconds both versions serve side by side before the older one is stopped, so clients
+    /// that resolve the app's name periodically find the newer one
+    #[arg(long, value_name = "SECS", default_value_t = 1.0)]
+    pub drain: f64,
 }
 
 /// `swap status`.

@@ -24,7 +24,8 @@ use crate::report::Report;
 use crate::run::{Phase, Run};
 use crate::spec::{self, Overrides};
 use crate::state::StateDir;
-use crate::step::{short, staged_name, Inputs, Step};
+use crate::step::{short, staged_name, Inputs, Instance, Step};
+use crate::strategy::{self, Strategy};
 
 /// Where the candidate's image comes from.
 #[derive(Debug, Clone)]
@@ -79,6 +80,13 @@ pub struct Request {
     /// earlier deploys of this app brought beyond the last N deployed
     /// (`None`: keep every image).
     pub keep_images: Option<usize>,
+    /// `--strategy`; `None` keeps what the serving container was deployed
+    /// with (its `swap.strategy` label), else stop-first.
+    pub strategy: Option<Strategy>,
+    /// Start-first: how long both versions serve side by side before the
+    /// older of them is stopped, so clients that resolve the app's name
+    /// periodically (a reverse proxy) have found the newer one.
+    pub drain: Duration,
 }
 
 impl Request {
@@ -190,13 +198,28 @@ pub async fn plan<E: Engine>(engine: &E, req: &Request, deploy: &str, run: RunIn
             o.unclonable.join(", ")
         )));
     }
-    let definition = match &old {
+    let mut definition = match &old {
         Some(o) => {
             let old_image: Option<Image> = engine.image(&o.image_id).await.map_err(incomplete)?;
             spec::cloned(o, old_image.as_ref(), &image_for_def, app, deploy, &req.overrides)
         }
         None => spec::fresh(&image_for_def, app, deploy, &req.overrides),
     };
+    let deployed_with = old.as_ref().and_then(|o| o.labels.get(strategy::LABEL_STRATEGY));
+    let strategy = req.strategy.or_else(|| deployed_with.and_then(|s| Strategy::from_label(s))).unwrap_or_default();
+    if strategy == Strategy::StartFirst {
+        let why = strategy::refusals(&definition);
+        if !why.is_empty() {
+            let given = if req.strategy.is_some() { "--strategy start-first" } else { "start-first (its label)" };
+            return Err(Failure::BadInput(format!(
+                "{app} cannot be deployed {given}: {}; deploy it with --strategy stop-first, or change that \
+                 first; nothing changed (see docs/start-first.md)",
+                why.join("; ")
+            )));
+        }
+        strategy::alias_app(&mut definition, app);
+    }
+    strategy::label(&mut definition, strategy);
     for a in &definition.networks {
         if engine.network(&a.network).await.map_err(incomplete)?.is_none() {
             return Err(Failure::BadInput(format!("network {:?} does not exist; nothing changed", a.network)));
@@ -220,6 +243,7 @@ pub async fn plan<E: Engine>(engine: &E, req: &Request, deploy: &str, run: RunIn
         env_keys: spec::env_keys_of(&definition),
         volumes: spec::volumes_of(&definition),
         health_timeout_s: req.health_timeout.as_secs(),
+        strategy,
         pulled: None,
     };
     let mut steps = vec![];
@@ -231,7 +255,24 @@ pub async fn plan<E: Engine>(engine: &E, req: &Request, deploy: &str, run: RunIn
         steps.push(format!("build {}{}", dir.display(), tag.as_ref().map(|t| format!(" as {t}")).unwrap_or_default()));
     }
     let cand = staged_name(app, "new");
-    steps.push(format!("create {cand} from {}", if begin.image.is_empty() { "the built image" } else { &begin.image }));
+    let from = if begin.image.is_empty() { "the built image" } else { &begin.image };
+    if let (Some(o), Strategy::StartFirst) = (&old, strategy) {
+        steps.push(format!("create {cand} (temporary instance, alias {app}) from {from}"));
+        if !o.running {
+            steps.push(format!("start stopped old container {}", short(&o.id)));
+        }
+        steps.push(format!("start {cand}, health gate: both versions serve under {app}"));
+        steps.push(format!("drain {} ms: clients find the new version", req.drain.as_millis()));
+        steps.push(format!("park old {}: restart policy -> no", short(&o.id)));
+        steps.push(format!("stop old {} (it leaves {app}'s DNS as it exits)", short(&o.id)));
+        steps.push(format!("rename old {} to {}", short(&o.id), staged_name(app, "old")));
+        steps.push(format!("create {app} (final instance) from the same definition"));
+        steps.push(format!("start {app}, health gate, then commit"));
+        steps.push(format!("drain {} ms, then stop and remove {cand}", req.drain.as_millis()));
+        steps.push(format!("remove old {}", short(&o.id)));
+        return Ok(Plan { deploy: deploy.to_string(), old, definition, begin, steps, cleanup: vec![] });
+    }
+    steps.push(format!("create {cand} from {from}"));
 
     if let Some(o) = &old {
         if !o.running {
@@ -484,21 +525,10 @@ async fn execute<E: Engine>(
         Err(Failure::Incomplete(_)) if run.docker_lost().is_some() && run.phase() == Phase::ForwardOnly => {
             let why = run.docker_lost().unwrap_or_default().to_string();
             report.note(format!("{why}; finishing as soon as Docker answers"));
-            let remove = run.intended().iter().rev().find(|s| matches!(s, Step::RemoveOld { .. })).cloned();
-            let container = run.intended().iter().find_map(|s| match s {
-                Step::StartCandidate { id, .. } => Some(id.clone()),
-                _ => None,
-            });
-            if let Some(remove) = remove {
-                run.step_observed(remove).await?;
-            }
+            let container = run.committed().unwrap_or_default().to_string();
+            run.finish(plan.begin.old.as_ref(), req.stop_timeout.as_secs()).await?;
             run.append(Event::End { outcome: Outcome::Deployed, reason: None })?;
-            Ok(Deployed {
-                deploy: plan.deploy,
-                container: container.unwrap_or_default(),
-                up_to_date: false,
-                held_back: None,
-            })
+            Ok(Deployed { deploy: plan.deploy, container, up_to_date: false, held_back: None })
         }
         // The journal cannot be written before the commit point: put the
         // old version back unjournaled rather than leave it stopped.
@@ -524,14 +554,18 @@ async fn forward<E: Engine>(run: &mut Run<'_, E>, req: &Request, plan: &mut Plan
     }
     let image_id = plan.begin.image_id.clone().unwrap_or_else(|| plan.definition.image().to_string());
     let inputs = Inputs { app, definition: Some(&plan.definition) };
-    let create = Step::CreateCandidate {
-        name: staged_name(app, "new"),
-        image: image_id,
+    let create = |name: String, instance| Step::CreateCandidate {
+        name,
+        image: image_id.clone(),
         deploy: plan.deploy.clone(),
         networks: plan.begin.networks.clone(),
+        instance,
     };
-    let cand = run.step(create, inputs).await?.expect("create returns the id");
+    let start_first = plan.begin.strategy == Strategy::StartFirst && plan.old.is_some();
+    let first = if start_first { Some(Instance::Temporary) } else { None };
+    let cand = run.step(create(staged_name(app, "new"), first), inputs).await?.expect("create returns the id");
     let stop_s = req.stop_timeout.as_secs();
+    let mut serving = cand.clone();
     if let Some(old) = plan.old.clone() {
         let mut running = old.running;
         if !old.running {
@@ -544,6 +578,13 @@ async fn forward<E: Engine>(run: &mut Run<'_, E>, req: &Request, plan: &mut Plan
                 Err(other) => return Err(other),
             }
         }
+        if start_first {
+            // The temporary instance answers under the app's alias beside
+            // the old container before anything of the old one changes.
+            run.step(Step::StartCandidate { id: cand.clone(), timeout_s: stop_s }, inputs).await?;
+            gate(run, req, &cand, &plan.begin.networks).await?;
+            drain(run, req, "the old version").await?;
+        }
         run.step(Step::ParkOld { id: old.id.clone(), policy: old.restart_policy.clone() }, inputs).await?;
         if running {
             run.step(Step::StopOld { id: old.id.clone(), timeout_s: stop_s }, inputs).await?;
@@ -551,16 +592,33 @@ async fn forward<E: Engine>(run: &mut Run<'_, E>, req: &Request, plan: &mut Plan
         let rename = Step::RenameOld { id: old.id.clone(), from: app.to_string(), to: staged_name(app, "old") };
         run.step(rename, inputs).await?;
     }
-    let rename = Step::RenameCandidate { id: cand.clone(), from: staged_name(app, "new"), to: app.to_string() };
-    run.step(rename, inputs).await?;
-    run.step(Step::StartCandidate { id: cand.clone(), timeout_s: stop_s }, inputs).await?;
-    gate(run, req, &cand, &plan.begin.networks).await?;
+    if start_first {
+        // moby#42351: a running container on an overlay cannot be renamed,
+        // and on a bridge network a running container's rename leaves its
+        // old name in Docker's DNS while a swarm is active (measured, see
+        // docs/start-first.md): the instance that stays is created under
+        // the app's name instead, once the stopped old container gave it up.
+        let created = run.step(create(app.to_string(), Some(Instance::Final)), inputs).await?;
+        serving = created.expect("create returns the id");
+    } else {
+        let rename = Step::RenameCandidate { id: cand.clone(), from: staged_name(app, "new"), to: app.to_string() };
+        run.step(rename, inputs).await?;
+    }
+    run.step(Step::StartCandidate { id: serving.clone(), timeout_s: stop_s }, inputs).await?;
+    gate(run, req, &serving, &plan.begin.networks).await?;
     run.check_interrupt()?;
-    run.commit(&cand)?;
-    run.report.emit(Progress::Commit { container: cand.clone() }, format!("  ● committed: {app} is {}", short(&cand)));
+    run.commit(&serving)?;
+    run.report
+        .emit(Progress::Commit { container: serving.clone() }, format!("  ● committed: {app} is {}", short(&serving)));
+    if start_first {
+        // Best effort: the deploy has committed, a signal now only hurries it.
+        let _ = drain(run, req, "the temporary instance").await;
+        run.step(Step::RetireTemporary { id: cand.clone(), timeout_s: stop_s }, inputs).await?;
+    }
     if let Some(old) = &plan.old {
         run.step(Step::RemoveOld { id: old.id.clone() }, inputs).await?;
     }
+    let cand = serving;
     // Clean-up is best effort: the deploy is done, and an image that cannot
     // go now is only disk space (the next deploy tries again).
     let serving = run.engine.container(&cand).await.ok().flatten().map(|c| c.image_id).unwrap_or_default();
@@ -570,6 +628,29 @@ async fn forward<E: Engine>(run: &mut Run<'_, E>, req: &Request, plan: &mut Plan
         }
     }
     Ok(cand)
+}
+
+/// Start-first: both versions serve under the app's name for `--drain`, so
+/// clients that resolve it periodically (a reverse proxy's dynamic
+/// upstreams) have found the newer instance before the older one stops.
+/// Docker takes a container out of its DNS only when it exits, so this is
+/// the one pause that helps them; a signal cuts it short (and, before the
+/// commit point, rolls the deploy back).
+async fn drain<E: Engine>(run: &mut Run<'_, E>, req: &Request, older: &str) -> Result<(), Failure> {
+    if req.drain.is_zero() {
+        return Ok(());
+    }
+    run.report.human(format!("  … both versions serve for {} ms before {older} stops", req.drain.as_millis()));
+    let deadline = tokio::time::Instant::now() + req.drain;
+    while tokio::time::Instant::now() < deadline {
+        run.check_interrupt()?;
+        if crate::signal::interrupted() {
+            return Ok(());
+        }
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        tokio::time::sleep(left.min(Duration::from_millis(50))).await;
+    }
+    Ok(())
 }
 
 /// Waits for the candidate's health; on failure keeps its last log lines in

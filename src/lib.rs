@@ -7,7 +7,8 @@
 //! - The command line: [`cli`] (the flags as typed); [`app`] (validated into
 //!   requests, run, mapped to exit codes by [`error`]).
 //! - The deploy pipeline: [`deploy`] (observe, plan, then execute);
-//!   [`step`] (each step's observe / apply / compensate); [`run`] (their
+//!   [`strategy`] (stop-first or start-first, and what start-first
+//!   requires); [`step`] (each step's observe / apply / compensate); [`run`] (their
 //!   journaled execution, and the wait for a call in flight); [`health`]
 //!   (the gate before the commit point); [`recover`] (finish or reverse an
 //!   unfinished deploy); [`spec`] (the candidate's definition, cloned);
@@ -53,3 +54,4 @@ pub mod signal;
 pub mod spec;
 pub mod state;
 pub mod step;
+pub mod strategy;

@@ -154,6 +154,10 @@ pub struct Begin {
     pub volumes: Vec<crate::docker::Mount>,
     /// Health gate limit, seconds.
     pub health_timeout_s: u64,
+    /// How the old container is replaced; absent means stop-first (and is
+    /// what journals written before start-first existed hold).
+    #[serde(default, skip_serializing_if = "crate::strategy::Strategy::is_default")]
+    pub strategy: crate::strategy::Strategy,
     /// What was pulled for this deploy, before it began; absent when
     /// nothing was.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -67,9 +67,7 @@ pub async fn resume<E: Engine>(
             if !c.running {
                 run.step_observed(Step::StartCandidate { id: cand.clone(), timeout_s: 10 }).await?;
             }
-            if let Some(old) = &d.begin.old {
-                run.step_observed(Step::RemoveOld { id: old.id.clone() }).await?;
-            }
+            run.finish(d.begin.old.as_ref(), 10).await?;
             run.append(Event::End { outcome: Outcome::Deployed, reason: Some("finished by recovery".into()) })?;
             Ok(Recovered::Forward(deploy.to_string()))
         }

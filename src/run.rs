@@ -38,6 +38,8 @@ pub struct Run<'a, E> {
     /// lost), and when it was sent: a rollback waits for it first.
     /// (Tokio's clock, so a simulation with paused time waits no real time.)
     in_flight: Option<(Step, tokio::time::Instant)>,
+    /// The container the commit record names, once it is written.
+    committed: Option<String>,
 }
 
 /// Where a run stands, which decides what a failed step means.
@@ -64,6 +66,7 @@ impl<'a, E: Engine> Run<'a, E> {
             phase,
             docker_lost: None,
             in_flight: None,
+            committed: None,
         }
     }
 
@@ -169,7 +172,35 @@ impl<'a, E: Engine> Run<'a, E> {
     /// made durable (see [`Run::append`]).
     pub fn commit(&mut self, container: &str) -> Result<(), Failure> {
         self.phase = Phase::ForwardOnly;
+        self.committed = Some(container.to_string());
         self.append(Event::Commit { container: container.to_string() })
+    }
+
+    /// The container the commit names, once the run committed.
+    pub fn committed(&self) -> Option<&str> {
+        self.committed.as_deref()
+    }
+
+    /// Past the commit point, what is left of the deploy, each step
+    /// observed first (a lost call may have done it): a start-first
+    /// deploy's temporary instance retired (found by its labels), then the
+    /// old container removed. Recovery finishes a deploy the same way.
+    pub async fn finish(&mut self, old: Option<&OldContainer>, stop_timeout_s: u64) -> Result<(), Failure> {
+        let (engine, deploy) = (self.engine, self.deploy.clone());
+        let temporary = retry_unreachable(|| async {
+            crate::step::created_by(engine, &deploy, Some(crate::step::Instance::Temporary))
+                .await
+                .map_err(StepError::from)
+        })
+        .await
+        .map_err(|e| Failure::Incomplete(format!("{e}; the journal is intact, run `swap recover` again later")))?;
+        for id in temporary {
+            self.step_observed(Step::RetireTemporary { id, timeout_s: stop_timeout_s }).await?;
+        }
+        if let Some(old) = old {
+            self.step_observed(Step::RemoveOld { id: old.id.clone() }).await?;
+        }
+        Ok(())
     }
 
     /// Ends the forward path when a first Ctrl-C or SIGTERM has arrived.

@@ -17,6 +17,51 @@ use crate::retry::{retry, Backoff};
 pub const LABEL_APP: &str = "swap.app";
 /// Label every container swap creates carries: the deploy that created it.
 pub const LABEL_DEPLOY: &str = "swap.deploy";
+/// Label of the containers a start-first re-deploy creates: which of its
+/// two instances of the new version a container is.
+pub const LABEL_INSTANCE: &str = "swap.instance";
+
+/// Which instance of the new version a start-first re-deploy creates.
+/// A stop-first deploy creates one container and names no instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Instance {
+    /// Serves under the app's alias, as `<APP>--swap-new`, while the old
+    /// container is stopped and renamed away; retired after the commit.
+    Temporary,
+    /// Created as `<APP>` once the name is free: the one that stays.
+    Final,
+}
+
+impl Instance {
+    /// The value of its [`LABEL_INSTANCE`] label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Instance::Temporary => "temporary",
+            Instance::Final => "final",
+        }
+    }
+}
+
+/// The containers deploy `deploy` created, or with `instance` only that
+/// instance, by their labels.
+pub async fn created_by<E: Engine>(
+    engine: &E,
+    deploy: &str,
+    instance: Option<Instance>,
+) -> Result<Vec<String>, EngineError> {
+    let ids = engine.containers_labelled(LABEL_DEPLOY, deploy).await?;
+    let Some(instance) = instance else { return Ok(ids) };
+    let mut out = vec![];
+    for id in ids {
+        if let Some(c) = engine.container(&id).await? {
+            if c.labels.get(LABEL_INSTANCE).map(String::as_str) == Some(instance.as_str()) {
+                out.push(c.id);
+            }
+        }
+    }
+    Ok(out)
+}
 
 /// The name a container has while parked or staged by a deploy.
 pub fn staged_name(app: &str, role: &str) -> String {
@@ -63,6 +108,11 @@ pub enum Step {
         deploy: String,
         /// Networks it is attached to.
         networks: Vec<String>,
+        /// Start-first: which of the deploy's two instances this is (its
+        /// `swap.instance` label). Observed and undone by that label too,
+        /// so undoing the final instance leaves the temporary one serving.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        instance: Option<Instance>,
     },
     /// Set the old container's restart policy to `no`, so a reboot while it
     /// is parked cannot bring back both versions.
@@ -104,6 +154,16 @@ pub enum Step {
         /// The candidate's id.
         id: String,
         /// Seconds Docker waits before killing it when it is stopped again.
+        timeout_s: u64,
+    },
+    /// Start-first, after the commit point: the temporary instance, which
+    /// served under the app's alias while the old container was taken out,
+    /// is stopped (gracefully: it leaves Docker's DNS when it exits, and
+    /// finishes its requests in flight first) and removed.
+    RetireTemporary {
+        /// The temporary instance's id.
+        id: String,
+        /// Seconds Docker waits before killing it.
         timeout_s: u64,
     },
     /// After the commit point: remove the old container. Its image stays.
@@ -177,6 +237,7 @@ impl Step {
             Step::RenameOld { .. } => "rename_old",
             Step::RenameCandidate { .. } => "rename_candidate",
             Step::StartCandidate { .. } => "start_candidate",
+            Step::RetireTemporary { .. } => "retire_temporary",
             Step::RemoveOld { .. } => "remove_old",
             Step::RemoveImage { .. } => "remove_image",
         }
@@ -190,9 +251,13 @@ impl Step {
                 None => format!("build {context}"),
             },
             Step::StartOld { id } => format!("start stopped old container {}", short(id)),
-            Step::CreateCandidate { name, image, networks, .. } => {
+            Step::CreateCandidate { name, image, networks, instance, .. } => {
                 let nets = if networks.is_empty() { String::new() } else { format!(" on {}", networks.join(", ")) };
-                format!("create {name} from {}{nets}", short_image(image))
+                let which = match instance {
+                    Some(i) => format!(" ({} instance)", i.as_str()),
+                    None => String::new(),
+                };
+                format!("create {name}{which} from {}{nets}", short_image(image))
             }
             Step::ParkOld { id, policy } => {
                 format!("park old {}: restart policy {} -> no", short(id), display_policy(policy))
@@ -201,6 +266,7 @@ impl Step {
             Step::RenameOld { id, to, .. } => format!("rename old {} to {to}", short(id)),
             Step::RenameCandidate { id, to, .. } => format!("rename candidate {} to {to}", short(id)),
             Step::StartCandidate { id, .. } => format!("start candidate {}", short(id)),
+            Step::RetireTemporary { id, .. } => format!("stop and remove temporary instance {}", short(id)),
             Step::RemoveOld { id } => format!("remove old {}", short(id)),
             Step::RemoveImage { image } => format!("remove image {} (--keep-images)", short(image)),
         }
@@ -215,9 +281,9 @@ impl Step {
         let secs = |s: &u64| Duration::from_secs(*s);
         Some(match (self, undo) {
             (Step::Build { .. } | Step::RemoveImage { .. }, _) => return None,
-            (Step::StopOld { timeout_s, .. }, false) | (Step::StartCandidate { timeout_s, .. }, true) => {
-                secs(timeout_s)
-            }
+            (Step::StopOld { timeout_s, .. }, false)
+            | (Step::RetireTemporary { timeout_s, .. }, false)
+            | (Step::StartCandidate { timeout_s, .. }, true) => secs(timeout_s),
             (Step::RenameOld { .. }, true) => RUNNING_PARKED_STOP,
             (Step::RenameCandidate { .. }, true) => RENAMED_CANDIDATE_STOP,
             _ => Duration::ZERO,
@@ -234,6 +300,7 @@ impl Step {
             | Step::RenameOld { id, .. }
             | Step::RenameCandidate { id, .. }
             | Step::StartCandidate { id, .. }
+            | Step::RetireTemporary { id, .. }
             | Step::RemoveOld { id } => Some(id),
         }
     }
@@ -241,8 +308,8 @@ impl Step {
     /// Whether the step's effect is already in place, as Docker shows it.
     /// Returns the candidate's id for `CreateCandidate`.
     pub async fn observe<E: Engine>(&self, engine: &E) -> Result<Option<String>, StepError> {
-        if let Step::CreateCandidate { deploy, .. } = self {
-            return Ok(engine.containers_labelled(LABEL_DEPLOY, deploy).await?.into_iter().next());
+        if let Step::CreateCandidate { deploy, instance, .. } = self {
+            return Ok(created_by(engine, deploy, *instance).await?.into_iter().next());
         }
         if let Step::Build { .. } = self {
             return Ok(None);
@@ -253,7 +320,7 @@ impl Step {
         let id = self.target().expect("container step");
         let Some(c) = engine.container(id).await? else {
             return match self {
-                Step::RemoveOld { .. } => Ok(Some(id.to_string())),
+                Step::RemoveOld { .. } | Step::RetireTemporary { .. } => Ok(Some(id.to_string())),
                 _ => Err(StepError::Unexplained(format!(
                     "container {} ({}) is gone: it was removed outside swap",
                     short(id),
@@ -266,7 +333,7 @@ impl Step {
             Step::ParkOld { .. } => c.restart_policy.is_no(),
             Step::StopOld { .. } => !c.running,
             Step::RenameOld { to, .. } | Step::RenameCandidate { to, .. } => c.name == *to,
-            Step::RemoveOld { .. } => false,
+            Step::RemoveOld { .. } | Step::RetireTemporary { .. } => false,
             Step::Build { .. } | Step::CreateCandidate { .. } | Step::RemoveImage { .. } => unreachable!(),
         };
         Ok(done.then_some(c.id))
@@ -279,8 +346,20 @@ impl Step {
         match self {
             Step::Build { .. } => unreachable!("builds are run by the deploy, which holds the context"),
             Step::StartOld { id } => start_with_retry(engine, id).await?,
-            Step::CreateCandidate { name, image, .. } => {
-                let def = inputs.definition.expect("the deploy passes the candidate's definition");
+            Step::CreateCandidate { name, image, instance, .. } => {
+                let given = inputs.definition.expect("the deploy passes the candidate's definition");
+                let labelled;
+                let def = match instance {
+                    Some(i) => {
+                        let mut d = given.clone();
+                        if let Some(serde_json::Value::Object(labels)) = d.config.get_mut("Labels") {
+                            labels.insert(LABEL_INSTANCE.into(), i.as_str().into());
+                        }
+                        labelled = d;
+                        &labelled
+                    }
+                    None => given,
+                };
                 let id = engine.create(name, def).await?;
                 // The container is created from the reference (`web:1.5`), which
                 // may have moved since the plan resolved it: the deploy must run
@@ -304,6 +383,13 @@ impl Step {
             Step::StopOld { id, timeout_s } => engine.stop(id, Duration::from_secs(*timeout_s)).await?,
             Step::RenameOld { id, to, .. } | Step::RenameCandidate { id, to, .. } => engine.rename(id, to).await?,
             Step::StartCandidate { id, .. } => start_with_retry(engine, id).await?,
+            Step::RetireTemporary { id, timeout_s } => {
+                engine.stop(id, Duration::from_secs(*timeout_s)).await?;
+                match engine.remove(id).await {
+                    Err(EngineError::NotFound(_)) => {}
+                    other => other?,
+                }
+            }
             Step::RemoveOld { id } => match engine.remove(id).await {
                 Err(EngineError::NotFound(_)) => {}
                 other => other?,
@@ -322,8 +408,8 @@ impl Step {
             Step::Build { .. } => Ok(()),
             // The old version must serve after a rollback: leave it running.
             Step::StartOld { .. } => Ok(()),
-            Step::CreateCandidate { deploy, .. } => {
-                for id in engine.containers_labelled(LABEL_DEPLOY, deploy).await? {
+            Step::CreateCandidate { deploy, instance, .. } => {
+                for id in created_by(engine, deploy, *instance).await? {
                     match engine.remove(&id).await {
                         Err(EngineError::NotFound(_)) => {}
                         other => other?,
@@ -387,7 +473,7 @@ impl Step {
                 Ok(())
             }
             // Past the commit point there is no way back.
-            Step::RemoveOld { .. } | Step::RemoveImage { .. } => Ok(()),
+            Step::RetireTemporary { .. } | Step::RemoveOld { .. } | Step::RemoveImage { .. } => Ok(()),
         }
     }
 

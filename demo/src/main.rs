@@ -17,11 +17,19 @@
 //! - SIGTERM and SIGINT exit 0 at once. The binary runs as PID 1 in its
 //!   container, and the kernel ignores default-disposition signals for PID 1,
 //!   so without handlers `docker stop` would wait out its whole timeout.
+//! - With `DEMO_SIGTERM=graceful` it shuts down the way well-behaved servers
+//!   do: on SIGTERM it keeps serving for `DEMO_LINGER_MS` (default 0), then
+//!   closes its listening socket (new connections are refused), finishes the
+//!   requests in flight and exits 0.
+//! - `DEMO_SLOW_MS` makes every answer but `/health` take that long, so
+//!   requests are in flight when a deploy stops the container.
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::process::ExitCode;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// How long a connection may stay silent or stall a write before it is dropped,
 /// so a slow or stuck client never pins a thread for long.
@@ -41,6 +49,9 @@ unsafe extern "C" {
     fn _exit(status: i32) -> !;
 }
 
+/// Set by the graceful SIGTERM handler; the accept loop watches it.
+static TERMINATING: AtomicBool = AtomicBool::new(false);
+
 /// Runs inside the signal handler: `_exit` is async-signal-safe, whereas
 /// `std::process::exit` (which runs atexit handlers) is not.
 extern "C" fn exit_on_signal(_signum: i32) {
@@ -48,13 +59,26 @@ extern "C" fn exit_on_signal(_signum: i32) {
     unsafe { _exit(0) }
 }
 
+/// Runs inside the signal handler: storing to an atomic is signal-safe.
+extern "C" fn begin_shutdown(_signum: i32) {
+    TERMINATING.store(true, Ordering::SeqCst);
+}
+
+fn graceful() -> bool {
+    std::env::var("DEMO_SIGTERM").is_ok_and(|v| v == "graceful")
+}
+
 fn install_signal_handlers() {
-    for signum in [SIGTERM, SIGINT] {
-        // SAFETY: the handler only calls `_exit`, which is async-signal-safe.
-        unsafe {
-            signal(signum, exit_on_signal as extern "C" fn(i32) as usize);
-        }
+    let term: extern "C" fn(i32) = if graceful() { begin_shutdown } else { exit_on_signal };
+    // SAFETY: both handlers only do async-signal-safe things.
+    unsafe {
+        signal(SIGTERM, term as usize);
+        signal(SIGINT, exit_on_signal as extern "C" fn(i32) as usize);
     }
+}
+
+fn millis_env(key: &str) -> u64 {
+    std::env::var(key).ok().and_then(|ms| ms.trim().parse().ok()).unwrap_or(0)
 }
 
 fn port() -> u16 {
@@ -98,19 +122,57 @@ fn serve() -> ExitCode {
         }
     };
     println!("swap-demo {version} listening on {addr} (health: {})", if healthy { "ok" } else { "fail" });
-
-    for stream in listener.incoming() {
-        let Ok(stream) = stream else { continue };
+    let slow = Duration::from_millis(millis_env("DEMO_SLOW_MS"));
+    let in_flight = Arc::new(AtomicUsize::new(0));
+    let graceful = graceful();
+    if graceful {
+        // Polled, so the loop notices SIGTERM between connections.
+        let _ = listener.set_nonblocking(true);
+    }
+    let mut term_at: Option<Instant> = None;
+    let linger = Duration::from_millis(millis_env("DEMO_LINGER_MS"));
+    loop {
+        if TERMINATING.load(Ordering::SeqCst) {
+            let at = *term_at.get_or_insert_with(|| {
+                println!("swap-demo {version}: SIGTERM, serving {} ms more", linger.as_millis());
+                Instant::now()
+            });
+            if at.elapsed() >= linger {
+                break;
+            }
+        }
+        let stream = match listener.accept() {
+            Ok((stream, _)) => stream,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                std::thread::sleep(Duration::from_millis(2));
+                continue;
+            }
+            Err(_) => continue,
+        };
+        let _ = stream.set_nonblocking(false);
         let version = version.clone();
+        let in_flight = Arc::clone(&in_flight);
+        in_flight.fetch_add(1, Ordering::SeqCst);
         // One thread per connection: a client that never sends its request
         // cannot hold up the next one.
-        std::thread::spawn(move || answer(stream, &version, healthy));
+        std::thread::spawn(move || {
+            answer(stream, &version, healthy, slow);
+            in_flight.fetch_sub(1, Ordering::SeqCst);
+        });
     }
+    // Graceful shutdown: refuse new connections, finish the ones in flight.
+    drop(listener);
+    let open = in_flight.load(Ordering::SeqCst);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while in_flight.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    println!("swap-demo {version}: stopped accepting; finished {open} request(s) in flight; exiting");
     ExitCode::SUCCESS
 }
 
 /// Reads one request head and writes one response; errors just drop the client.
-fn answer(mut stream: TcpStream, version: &str, healthy: bool) {
+fn answer(mut stream: TcpStream, version: &str, healthy: bool, slow: Duration) {
     let _ = stream.set_read_timeout(Some(IO_TIMEOUT));
     let _ = stream.set_write_timeout(Some(IO_TIMEOUT));
     let mut head = Vec::with_capacity(512);
@@ -133,7 +195,10 @@ fn answer(mut stream: TcpStream, version: &str, healthy: bool) {
     let (status, body) = match (method, path) {
         ("GET" | "HEAD", "/health") if healthy => ("200 OK", "ok\n".to_string()),
         ("GET" | "HEAD", "/health") => ("500 Internal Server Error", "unhealthy\n".to_string()),
-        ("GET" | "HEAD", _) => ("200 OK", format!("{version}\n")),
+        ("GET" | "HEAD", _) => {
+            std::thread::sleep(slow);
+            ("200 OK", format!("{version}\n"))
+        }
         _ => ("405 Method Not Allowed", "method not allowed\n".to_string()),
     };
     let mut response = format!(

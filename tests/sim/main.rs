@@ -100,39 +100,63 @@ enum Scenario {
     Bad,
     /// Old v1 on the bridge (`no`); the candidate never gets healthy: rolled back.
     Sick,
+    /// Start-first: old v1 on the user-defined bridge network `app-net`
+    /// (`always`, deployed start-first, so its label carries the strategy
+    /// to the re-deploy with v2).
+    StartBridge,
+    /// Start-first on the overlay `ovl` (`unless-stopped`).
+    StartOverlay,
+    /// Start-first on `app-net` and `ovl` (`no`); the candidate never gets
+    /// healthy: rolled back while the old version serves throughout.
+    StartSick,
 }
 
 impl Scenario {
-    const ALL: [Scenario; 6] =
-        [Scenario::First, Scenario::Bridge, Scenario::Overlay, Scenario::TwoNets, Scenario::Bad, Scenario::Sick];
+    const ALL: [Scenario; 9] = [
+        Scenario::First,
+        Scenario::Bridge,
+        Scenario::Overlay,
+        Scenario::TwoNets,
+        Scenario::Bad,
+        Scenario::Sick,
+        Scenario::StartBridge,
+        Scenario::StartOverlay,
+        Scenario::StartSick,
+    ];
 
     fn networks(self) -> &'static [&'static str] {
         match self {
             Scenario::First | Scenario::Bridge | Scenario::Sick => &["bridge"],
-            Scenario::Overlay | Scenario::Bad => &["ovl"],
+            Scenario::Overlay | Scenario::Bad | Scenario::StartOverlay => &["ovl"],
             Scenario::TwoNets => &["bridge", "ovl"],
+            Scenario::StartBridge => &["app-net"],
+            Scenario::StartSick => &["app-net", "ovl"],
         }
     }
 
     fn policy(self) -> &'static str {
         match self {
-            Scenario::First | Scenario::Overlay => "unless-stopped",
-            Scenario::Bridge | Scenario::Bad => "always",
-            Scenario::TwoNets | Scenario::Sick => "no",
+            Scenario::First | Scenario::Overlay | Scenario::StartOverlay => "unless-stopped",
+            Scenario::Bridge | Scenario::Bad | Scenario::StartBridge => "always",
+            Scenario::TwoNets | Scenario::Sick | Scenario::StartSick => "no",
         }
     }
 
     fn image(self) -> &'static str {
         match self {
             Scenario::Bad => "app:bad",
-            Scenario::Sick => "app:sick",
+            Scenario::Sick | Scenario::StartSick => "app:sick",
             _ => "app:v2",
         }
     }
 
     /// Whether the candidate must fail its health gate.
     fn fails(self) -> bool {
-        matches!(self, Scenario::Bad | Scenario::Sick)
+        matches!(self, Scenario::Bad | Scenario::Sick | Scenario::StartSick)
+    }
+
+    fn start_first(self) -> bool {
+        matches!(self, Scenario::StartBridge | Scenario::StartOverlay | Scenario::StartSick)
     }
 }
 
@@ -147,11 +171,21 @@ struct Probe {
     /// Remove the journal file just before this call, as someone cleaning
     /// up the state directory under a running deploy would.
     unlink_at: Arc<Mutex<Option<u64>>>,
+    /// Start-first: the networks on which the app's name must resolve to a
+    /// running container at every call, and the calls at which it did not.
+    alias: Arc<Mutex<(Vec<String>, Vec<u64>)>>,
 }
 
 impl Probe {
     fn note(&self) {
         let n = self.mem.call_count() + 1;
+        {
+            let mut alias = self.alias.lock().unwrap_or_else(|e| e.into_inner());
+            let (nets, gaps) = &mut *alias;
+            if !nets.is_empty() && !resolves(&self.mem.containers(), nets) {
+                gaps.push(n);
+            }
+        }
         if *self.unlink_at.lock().unwrap_or_else(|e| e.into_inner()) == Some(n) {
             let _ = std::fs::remove_file(&self.journal);
         }
@@ -249,6 +283,17 @@ impl Engine for Probe {
     }
 }
 
+/// Whether Docker's DNS answers the app's name on every one of `nets`: a
+/// running container attached there is named `APP` or has it as an alias.
+fn resolves(all: &[Container], nets: &[String]) -> bool {
+    nets.iter().all(|n| {
+        all.iter().any(|c| {
+            c.running
+                && c.networks.iter().any(|a| a.network == *n && (c.name == APP || a.aliases.iter().any(|x| x == APP)))
+        })
+    })
+}
+
 struct World {
     sc: Scenario,
     mem: MemoryEngine,
@@ -293,12 +338,15 @@ fn request(image: &str, overrides: Overrides) -> Request {
         pull: Default::default(),
         if_changed: false,
         keep_images: None,
+        strategy: None,
+        drain: Duration::from_secs(1),
     }
 }
 
 fn first_overrides(sc: Scenario) -> Overrides {
     Overrides {
-        publish: vec![Publish::parse("8080:80").expect("publish")],
+        // Start-first refuses published ports: its clients reach it by name.
+        publish: if sc.start_first() { vec![] } else { vec![Publish::parse("8080:80").expect("publish")] },
         networks: sc.networks().iter().map(|n| Attachment::to(n)).collect(),
         restart: Some(sc.policy().into()),
         ..Overrides::default()
@@ -322,13 +370,22 @@ async fn world(sc: Scenario) -> World {
     let bad = mem.add_image_with_config("app:bad", ImageBehaviour::ExitsAtOnce(3), hc.clone());
     let sick = mem.add_image_with_config("app:sick", ImageBehaviour::NeverHealthy, hc);
     mem.add_network("ovl", "overlay");
+    mem.add_network("app-net", "bridge");
     let dir = tempdir();
     let state = StateDir { root: dir.path().join("state") };
-    let probe =
-        Probe { mem: mem.clone(), journal: state.journal(APP), lens: Arc::default(), unlink_at: Arc::default() };
+    let probe = Probe {
+        mem: mem.clone(),
+        journal: state.journal(APP),
+        lens: Arc::default(),
+        unlink_at: Arc::default(),
+        alias: Arc::default(),
+    };
     let mut world_deploy = None;
     if sc != Scenario::First {
-        let req = request("app:v1", first_overrides(sc));
+        let mut req = request("app:v1", first_overrides(sc));
+        if sc.start_first() {
+            req.strategy = Some(swap::strategy::Strategy::StartFirst);
+        }
         let d = deploy(&probe, &state, &req, &Report::silent(), None).await.expect("the world's first deploy");
         // Deploy ids have millisecond resolution (and the pid): the deploy
         // under test must not get the same one.
@@ -343,7 +400,17 @@ async fn world(sc: Scenario) -> World {
         "app:sick" => sick,
         _ => v2,
     };
+    if sc.start_first() {
+        probe.alias.lock().unwrap_or_else(|e| e.into_inner()).0 = sc.networks().iter().map(|n| n.to_string()).collect();
+    }
     World { sc, mem, probe, _dir: dir, state, world_deploy, before, cand_image, v1 }
+}
+
+/// Start-first: the calls (of the deploy, its recoveries, and their checks)
+/// at which the app's name resolved to no running container. A host reboot
+/// stops every container, so it is only asked of runs without one.
+fn alias_gaps(w: &World) -> Vec<u64> {
+    w.probe.alias.lock().unwrap_or_else(|e| e.into_inner()).1.clone()
 }
 
 // ---------------------------------------------------------------------------
@@ -732,6 +799,10 @@ async fn run_on(w: &World, case: &Case) -> Result<Ran, String> {
     w.mem.land_orphans();
     check(w, ok.as_ref(), case.reboot)?;
     check_idempotent(w).await?;
+    let gaps = alias_gaps(w);
+    if w.sc.start_first() && !case.reboot && !gaps.is_empty() {
+        return Err(format!("start-first: {APP} resolved to no running container at calls {gaps:?}"));
+    }
     Ok(ran)
 }
 
@@ -883,6 +954,21 @@ fn crash_sweep_failing_candidate_exits() {
 #[test]
 fn crash_sweep_failing_candidate_unhealthy() {
     sweep(Scenario::Sick);
+}
+
+#[test]
+fn crash_sweep_start_first_bridge() {
+    sweep(Scenario::StartBridge);
+}
+
+#[test]
+fn crash_sweep_start_first_overlay() {
+    sweep(Scenario::StartOverlay);
+}
+
+#[test]
+fn crash_sweep_start_first_failing_candidate() {
+    sweep(Scenario::StartSick);
 }
 
 // ---------------------------------------------------------------------------
