@@ -23,6 +23,14 @@
 //!   requests in flight and exits 0.
 //! - `DEMO_SLOW_MS` makes every answer but `/health` take that long, so
 //!   requests are in flight when a deploy stops the container.
+//! - `swap-demo get NAME`: ask the container's DNS server (the first
+//!   `nameserver` of /etc/resolv.conf: Docker's embedded DNS on a
+//!   user-defined network) for NAME's addresses, GET `/` on port `$PORT` of
+//!   each in turn, print the first 200 answer's body and exit 0; exit 1 when
+//!   the name resolves to nothing or nothing answers. Run with `docker exec`
+//!   in a container beside the app, it is what a client of the app sees
+//!   (the static binary cannot use the C library's resolver: there is no
+//!   NSS in a scratch image).
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -94,8 +102,15 @@ fn main() -> ExitCode {
     match std::env::args().nth(1).as_deref() {
         None | Some("serve") => serve(),
         Some("check") => check(),
+        Some("get") => match std::env::args().nth(2) {
+            Some(name) => get(&name),
+            None => {
+                eprintln!("swap-demo get: expected a name");
+                ExitCode::from(2)
+            }
+        },
         Some(other) => {
-            eprintln!("swap-demo: unknown command {other:?} (expected `serve` or `check`)");
+            eprintln!("swap-demo: unknown command {other:?} (expected `serve`, `check` or `get NAME`)");
             ExitCode::from(2)
         }
     }
@@ -211,6 +226,100 @@ fn answer(mut stream: TcpStream, version: &str, healthy: bool, slow: Duration) {
     let _ = stream.write_all(response.as_bytes());
     let _ = stream.flush();
     let _ = stream.shutdown(Shutdown::Both);
+}
+
+/// GETs `path` from `addr` with `timeout`; the status code and the body.
+fn fetch(addr: &SocketAddr, path: &str, timeout: Duration) -> std::io::Result<(String, String)> {
+    let mut stream = TcpStream::connect_timeout(addr, timeout)?;
+    stream.set_read_timeout(Some(timeout))?;
+    stream.set_write_timeout(Some(timeout))?;
+    stream.write_all(format!("GET {path} HTTP/1.0\r\nHost: {}\r\n\r\n", addr.ip()).as_bytes())?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response)?;
+    let text = String::from_utf8_lossy(&response).into_owned();
+    let status = text.split_whitespace().nth(1).unwrap_or("").to_string();
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    Ok((status, body))
+}
+
+/// The IPv4 addresses the DNS server at `server` gives for `name` (one
+/// A query, answers parsed with name compression).
+fn resolve(server: std::net::IpAddr, name: &str) -> std::io::Result<Vec<std::net::Ipv4Addr>> {
+    let socket = std::net::UdpSocket::bind("0.0.0.0:0")?;
+    socket.set_read_timeout(Some(Duration::from_secs(2)))?;
+    let id = (std::process::id() as u16).to_be_bytes();
+    // Header: id, recursion desired, one question.
+    let mut query = vec![id[0], id[1], 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+    for label in name.trim_end_matches('.').split('.') {
+        query.push(label.len() as u8);
+        query.extend_from_slice(label.as_bytes());
+    }
+    query.extend_from_slice(&[0, 0, 1, 0, 1]);
+    socket.send_to(&query, SocketAddr::new(server, 53))?;
+    let mut buf = [0u8; 1500];
+    let n = socket.recv(&mut buf)?;
+    let msg = &buf[..n];
+    let bad = || std::io::Error::new(std::io::ErrorKind::InvalidData, "malformed DNS answer");
+    if msg.len() < 12 || msg[..2] != id {
+        return Err(bad());
+    }
+    let answers = u16::from_be_bytes([msg[6], msg[7]]);
+    // Skips a (possibly compressed) name starting at `at`.
+    let skip_name = |mut at: usize| -> Option<usize> {
+        loop {
+            let len = *msg.get(at)? as usize;
+            if len == 0 {
+                return Some(at + 1);
+            }
+            if len & 0xC0 == 0xC0 {
+                return Some(at + 2);
+            }
+            at += 1 + len;
+        }
+    };
+    let mut at = skip_name(12).ok_or_else(bad)? + 4;
+    let mut out = vec![];
+    for _ in 0..answers {
+        at = skip_name(at).ok_or_else(bad)?;
+        let field = msg.get(at..at + 10).ok_or_else(bad)?;
+        let (kind, len) = (u16::from_be_bytes([field[0], field[1]]), u16::from_be_bytes([field[8], field[9]]) as usize);
+        let data = msg.get(at + 10..at + 10 + len).ok_or_else(bad)?;
+        if kind == 1 && len == 4 {
+            out.push(std::net::Ipv4Addr::new(data[0], data[1], data[2], data[3]));
+        }
+        at += 10 + len;
+    }
+    Ok(out)
+}
+
+fn get(name: &str) -> ExitCode {
+    let conf = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    let server = conf
+        .lines()
+        .find_map(|l| l.strip_prefix("nameserver"))
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(std::net::IpAddr::from([127, 0, 0, 11]));
+    let ips = match resolve(server, name) {
+        Ok(ips) => ips,
+        Err(e) => {
+            eprintln!("swap-demo get: resolving {name} at {server}: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    eprintln!("swap-demo get: {name} resolves to {ips:?}");
+    for ip in &ips {
+        let addr = SocketAddr::from((*ip, port()));
+        match fetch(&addr, "/", Duration::from_secs(2)) {
+            Ok((status, body)) if status == "200" => {
+                print!("{body}");
+                return ExitCode::SUCCESS;
+            }
+            Ok((status, _)) => eprintln!("swap-demo get: {addr} answered {status}"),
+            Err(e) => eprintln!("swap-demo get: {addr}: {e}"),
+        }
+    }
+    eprintln!("swap-demo get: nothing under {name} answered");
+    ExitCode::from(1)
 }
 
 fn check() -> ExitCode {
