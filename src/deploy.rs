@@ -205,9 +205,18 @@ pub async fn plan<E: Engine>(engine: &E, req: &Request, deploy: &str, run: RunIn
         }
         None => spec::fresh(&image_for_def, app, deploy, &req.overrides),
     };
+    let mut swarm_scoped = vec![];
+    for a in &definition.networks {
+        match engine.network(&a.network).await.map_err(incomplete)? {
+            None => return Err(Failure::BadInput(format!("network {:?} does not exist; nothing changed", a.network))),
+            Some(n) if n.driver == "overlay" => swarm_scoped.push(a.network.clone()),
+            Some(_) => {}
+        }
+    }
     let deployed_with = old.as_ref().and_then(|o| o.labels.get(strategy::LABEL_STRATEGY));
     let strategy = req.strategy.or_else(|| deployed_with.and_then(|s| Strategy::from_label(s))).unwrap_or_default();
     if strategy == Strategy::StartFirst {
+        strategy::forget_allocated_addresses(&mut definition, &swarm_scoped);
         let why = strategy::refusals(&definition);
         if !why.is_empty() {
             let given = if req.strategy.is_some() { "--strategy start-first" } else { "start-first (its label)" };
@@ -220,11 +229,6 @@ pub async fn plan<E: Engine>(engine: &E, req: &Request, deploy: &str, run: RunIn
         strategy::alias_app(&mut definition, app);
     }
     strategy::label(&mut definition, strategy);
-    for a in &definition.networks {
-        if engine.network(&a.network).await.map_err(incomplete)?.is_none() {
-            return Err(Failure::BadInput(format!("network {:?} does not exist; nothing changed", a.network)));
-        }
-    }
     let begin = Begin {
         app: app.clone(),
         run,

@@ -222,6 +222,7 @@ const HISTORY: Ty = Ty::Obj(&[
             req!("reason", Ty::Null(&Ty::Str)),
             req!("duration_ms", Ty::Uint),
             req!("outage_ms", Ty::Null(&Ty::Uint)),
+            req!("strategy", Ty::Enum(&["stop-first", "start-first"])),
         ])),
     ),
 ]);
