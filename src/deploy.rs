@@ -121,7 +121,7 @@ pub struct Plan {
 impl Plan {
     /// Prints the plan.
     pub fn show(&self, report: &Report) {
-        let mut human = format!("plan {} for {}:", self.deploy, self.begin.app);
+        let mut human = format!("plan {} for {} ({}):", self.deploy, self.begin.app, self.begin.strategy);
         for (i, s) in self.steps.iter().enumerate() {
             human.push_str(&format!("\n  {}. {s}", i + 1));
         }
@@ -136,6 +136,7 @@ impl Plan {
                 image: self.begin.image.clone(),
                 networks: self.begin.networks.clone(),
                 ports: self.begin.ports.clone(),
+                strategy: self.begin.strategy,
                 volumes: self.begin.volumes.clone(),
                 steps: self.steps.clone(),
             },

@@ -148,7 +148,8 @@ pub async fn status<E: Engine>(
         docs.push(json!({
             "app": app,
             "container": c.as_ref().map(|c| json!({"id": c.id, "image_id": c.image_id, "image": c.image_ref,
-                "running": c.running, "started_at": millis(&c.started_at), "health": c.health})),
+                "running": c.running, "started_at": millis(&c.started_at), "health": c.health,
+                "strategy": c.labels.get(crate::strategy::LABEL_STRATEGY)})),
             "last_deploy": last.as_ref().map(|s| json!({"deploy": s.deploy, "outcome": s.outcome.as_str(), "began": rfc3339(s.began_ms)})),
             "unfinished": unfinished,
         }));
