@@ -1,11 +1,15 @@
 //! `swap deploy`: observe what serves now, build a validated [`Plan`], and
 //! only then change anything, step by journaled step.
 //!
-//! The order is chosen for the shortest outage on a published port: the
-//! candidate is created (not started) before the old container stops, so the
-//! outage is one stop, two renames and one start. Renames happen only on
-//! stopped or never-started containers, which moby#42351 allows on overlay
-//! networks, so no network is ever disconnected.
+//! Stop-first (the default) is ordered for the shortest outage on a
+//! published port: the candidate is created (not started) before the old
+//! container stops, so the outage is one stop, two renames and one start.
+//! Start-first (`docs/start-first.md`) has no outage for clients that reach
+//! the app by name: a temporary instance of the new version answers under
+//! the app's alias while the old container stops and is renamed, and the
+//! final instance is created under the app's name. Either way renames
+//! happen only on stopped or never-started containers, which moby#42351
+//! allows on overlay networks, so no network is ever disconnected.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -568,8 +572,10 @@ async fn forward<E: Engine>(run: &mut Run<'_, E>, req: &Request, plan: &mut Plan
     };
     let start_first = plan.begin.strategy == Strategy::StartFirst && plan.old.is_some();
     let first = if start_first { Some(Instance::Temporary) } else { None };
+    // The candidate (stop-first), or the temporary instance (start-first).
     let cand = run.step(create(staged_name(app, "new"), first), inputs).await?.expect("create returns the id");
     let stop_s = req.stop_timeout.as_secs();
+    // The container that serves once the deploy is done.
     let mut serving = cand.clone();
     if let Some(old) = plan.old.clone() {
         let mut running = old.running;
@@ -623,16 +629,15 @@ async fn forward<E: Engine>(run: &mut Run<'_, E>, req: &Request, plan: &mut Plan
     if let Some(old) = &plan.old {
         run.step(Step::RemoveOld { id: old.id.clone() }, inputs).await?;
     }
-    let cand = serving;
     // Clean-up is best effort: the deploy is done, and an image that cannot
     // go now is only disk space (the next deploy tries again).
-    let serving = run.engine.container(&cand).await.ok().flatten().map(|c| c.image_id).unwrap_or_default();
-    for image in plan.cleanup.clone().into_iter().filter(|i| *i != serving) {
+    let kept = run.engine.container(&serving).await.ok().flatten().map(|c| c.image_id).unwrap_or_default();
+    for image in plan.cleanup.clone().into_iter().filter(|i| *i != kept) {
         if let Err(f) = run.step(Step::RemoveImage { image: image.clone() }, inputs).await {
             run.report.note(format!("image {} stays: {f}", short(&image)));
         }
     }
-    Ok(cand)
+    Ok(serving)
 }
 
 /// Start-first: both versions serve under the app's name for `--drain`, so
