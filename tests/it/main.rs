@@ -13,3 +13,4 @@ mod ops;
 mod registry;
 mod services;
 mod smoke;
+mod start_first;
