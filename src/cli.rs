@@ -75,6 +75,8 @@ Examples:
   swap deploy web --image web:1.5
   swap deploy web --build ./web --tag web:1.6
   swap deploy web --image web:1.7 --dry-run --json
+  # behind a reverse proxy on app-net: the new version answers before the old one stops
+  swap deploy api --image api:2.0 --network app-net --strategy start-first
 
 Exit codes: 0 deployed, 1 rolled back (the previous version serves), 2 bad input, 3 locked,
 4 halted, 5 incomplete (run `swap recover`), 6 image unavailable.";

@@ -1,11 +1,15 @@
 //! `swap deploy`: observe what serves now, build a validated [`Plan`], and
 //! only then change anything, step by journaled step.
 //!
-//! The order is chosen for the shortest outage on a published port: the
-//! candidate is created (not started) before the old container stops, so the
-//! outage is one stop, two renames and one start. Renames happen only on
-//! stopped or never-started containers, which moby#42351 allows on overlay
-//! networks, so no network is ever disconnected.
+//! Stop-first (the default) is ordered for the shortest outage on a
+//! published port: the candidate is created (not started) before the old
+//! container stops, so the outage is one stop, two renames and one start.
+//! Start-first (`docs/start-first.md`) has no outage for clients that reach
+//! the app by name: a temporary instance of the new version answers under
+//! the app's alias while the old container stops and is renamed, and the
+//! final instance is created under the app's name. Either way renames
+//! happen only on stopped or never-started containers, which moby#42351
+//! allows on overlay networks, so no network is ever disconnected.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -121,7 +125,7 @@ pub struct Plan {
 impl Plan {
     /// Prints the plan.
     pub fn show(&self, report: &Report) {
-        let mut human = format!("plan {} for {}:", self.deploy, self.begin.app);
+        let mut human = format!("plan {} for {} ({}):", self.deploy, self.begin.app, self.begin.strategy);
         for (i, s) in self.steps.iter().enumerate() {
             human.push_str(&format!("\n  {}. {s}", i + 1));
         }
@@ -136,6 +140,7 @@ impl Plan {
                 image: self.begin.image.clone(),
                 networks: self.begin.networks.clone(),
                 ports: self.begin.ports.clone(),
+                strategy: self.begin.strategy,
                 volumes: self.begin.volumes.clone(),
                 steps: self.steps.clone(),
             },
@@ -205,9 +210,18 @@ pub async fn plan<E: Engine>(engine: &E, req: &Request, deploy: &str, run: RunIn
         }
         None => spec::fresh(&image_for_def, app, deploy, &req.overrides),
     };
+    let mut swarm_scoped = vec![];
+    for a in &definition.networks {
+        match engine.network(&a.network).await.map_err(incomplete)? {
+            None => return Err(Failure::BadInput(format!("network {:?} does not exist; nothing changed", a.network))),
+            Some(n) if n.driver == "overlay" => swarm_scoped.push(a.network.clone()),
+            Some(_) => {}
+        }
+    }
     let deployed_with = old.as_ref().and_then(|o| o.labels.get(strategy::LABEL_STRATEGY));
     let strategy = req.strategy.or_else(|| deployed_with.and_then(|s| Strategy::from_label(s))).unwrap_or_default();
     if strategy == Strategy::StartFirst {
+        strategy::forget_allocated_addresses(&mut definition, &swarm_scoped);
         let why = strategy::refusals(&definition);
         if !why.is_empty() {
             let given = if req.strategy.is_some() { "--strategy start-first" } else { "start-first (its label)" };
@@ -220,11 +234,6 @@ pub async fn plan<E: Engine>(engine: &E, req: &Request, deploy: &str, run: RunIn
         strategy::alias_app(&mut definition, app);
     }
     strategy::label(&mut definition, strategy);
-    for a in &definition.networks {
-        if engine.network(&a.network).await.map_err(incomplete)?.is_none() {
-            return Err(Failure::BadInput(format!("network {:?} does not exist; nothing changed", a.network)));
-        }
-    }
     let begin = Begin {
         app: app.clone(),
         run,
@@ -563,8 +572,10 @@ async fn forward<E: Engine>(run: &mut Run<'_, E>, req: &Request, plan: &mut Plan
     };
     let start_first = plan.begin.strategy == Strategy::StartFirst && plan.old.is_some();
     let first = if start_first { Some(Instance::Temporary) } else { None };
+    // The candidate (stop-first), or the temporary instance (start-first).
     let cand = run.step(create(staged_name(app, "new"), first), inputs).await?.expect("create returns the id");
     let stop_s = req.stop_timeout.as_secs();
+    // The container that serves once the deploy is done.
     let mut serving = cand.clone();
     if let Some(old) = plan.old.clone() {
         let mut running = old.running;
@@ -618,16 +629,15 @@ async fn forward<E: Engine>(run: &mut Run<'_, E>, req: &Request, plan: &mut Plan
     if let Some(old) = &plan.old {
         run.step(Step::RemoveOld { id: old.id.clone() }, inputs).await?;
     }
-    let cand = serving;
     // Clean-up is best effort: the deploy is done, and an image that cannot
     // go now is only disk space (the next deploy tries again).
-    let serving = run.engine.container(&cand).await.ok().flatten().map(|c| c.image_id).unwrap_or_default();
-    for image in plan.cleanup.clone().into_iter().filter(|i| *i != serving) {
+    let kept = run.engine.container(&serving).await.ok().flatten().map(|c| c.image_id).unwrap_or_default();
+    for image in plan.cleanup.clone().into_iter().filter(|i| *i != kept) {
         if let Err(f) = run.step(Step::RemoveImage { image: image.clone() }, inputs).await {
             run.report.note(format!("image {} stays: {f}", short(&image)));
         }
     }
-    Ok(cand)
+    Ok(serving)
 }
 
 /// Start-first: both versions serve under the app's name for `--drain`, so

@@ -75,8 +75,11 @@ pub struct Summary {
     pub outcome: Standing,
     /// Why it did not deploy.
     pub reason: Option<String>,
-    /// Milliseconds from stopping the old container to the candidate started.
+    /// Milliseconds from stopping the old container to the candidate
+    /// started (stop-first; a start-first deploy has no such gap).
     pub outage_ms: Option<u64>,
+    /// How the old container was replaced.
+    pub strategy: crate::strategy::Strategy,
     /// Whether the candidate itself failed: its health gate, or its create
     /// or start refused by Docker (not a signal, a lost daemon or a journal
     /// that went away).
@@ -101,6 +104,7 @@ pub fn summaries(records: &[journal::Record<Event>]) -> Vec<Summary> {
                 outcome: Standing::Unfinished,
                 reason: None,
                 outage_ms: None,
+                strategy: b.strategy,
                 candidate_failed: false,
             });
             continue;
@@ -113,7 +117,7 @@ pub fn summaries(records: &[journal::Record<Event>]) -> Vec<Summary> {
                 s.to_reference = tag.clone().unwrap_or_default();
             }
             Event::Done { step: Step::CreateCandidate { image, .. }, .. } => s.to_image = image.clone(),
-            Event::Intent { step: Step::StopOld { .. } } => s.outage_ms = Some(r.ts_ms),
+            Event::Intent { step: Step::StopOld { .. } } if s.strategy.is_default() => s.outage_ms = Some(r.ts_ms),
             Event::Done { step: Step::StartCandidate { .. }, .. } => {
                 if let Some(start) = s.outage_ms {
                     s.outage_ms = Some(r.ts_ms.saturating_sub(start));

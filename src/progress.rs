@@ -34,6 +34,8 @@ pub enum Progress {
         networks: Vec<String>,
         /// Published ports.
         ports: Vec<String>,
+        /// How the old container is replaced.
+        strategy: crate::strategy::Strategy,
         /// What the candidate mounts (names and paths).
         volumes: Vec<Mount>,
         /// The steps, for a person.

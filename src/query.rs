@@ -25,7 +25,8 @@ pub fn history(state: &StateDir, app: &str, report: &Report) -> Result<String, F
             json!({"deploy": s.deploy, "began": rfc3339(s.began_ms), "command": s.command, "from_image": s.from_image,
                    "from_reference": s.from_reference, "to_image": s.to_image, "to_reference": s.to_reference,
                    "to_digest": s.to_digest, "outcome": s.outcome.as_str(), "reason": s.reason,
-                   "duration_ms": s.last_ms - s.began_ms, "outage_ms": s.outage_ms})
+                   "duration_ms": s.last_ms - s.began_ms, "outage_ms": s.outage_ms,
+                   "strategy": s.strategy.as_str()})
         })
         .collect();
     let mut human = String::new();
@@ -34,7 +35,11 @@ pub fn history(state: &StateDir, app: &str, report: &Report) -> Result<String, F
             Some(id) => image_label(s.from_reference.as_deref(), id),
             None => "-".to_string(),
         };
-        let outage = s.outage_ms.map(|o| format!("outage {o} ms")).unwrap_or_default();
+        let outage = match (s.strategy.is_default(), s.outage_ms) {
+            (false, _) => s.strategy.as_str().to_string(),
+            (true, Some(o)) => format!("outage {o} ms"),
+            (true, None) => String::new(),
+        };
         human.push_str(&format!(
             "{}  {}  {} -> {}  {:<11} {:>6} ms  {outage}\n",
             s.deploy,
@@ -143,7 +148,8 @@ pub async fn status<E: Engine>(
         docs.push(json!({
             "app": app,
             "container": c.as_ref().map(|c| json!({"id": c.id, "image_id": c.image_id, "image": c.image_ref,
-                "running": c.running, "started_at": millis(&c.started_at), "health": c.health})),
+                "running": c.running, "started_at": millis(&c.started_at), "health": c.health,
+                "strategy": c.labels.get(crate::strategy::LABEL_STRATEGY)})),
             "last_deploy": last.as_ref().map(|s| json!({"deploy": s.deploy, "outcome": s.outcome.as_str(), "began": rfc3339(s.began_ms)})),
             "unfinished": unfinished,
         }));

@@ -76,6 +76,9 @@ pub fn record_line(app: &str, event: &Event) -> (String, Colour) {
                     crate::history::image_label(Some(&b.image), b.image_id.as_deref().unwrap_or_default())
                 }
             );
+            if !b.strategy.is_default() {
+                s.push_str(&format!(" ({})", b.strategy));
+            }
             if let Some(p) = &b.pulled {
                 s.push_str(&format!(
                     "\n             pulled {} as {}",

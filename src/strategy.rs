@@ -95,6 +95,19 @@ pub fn refusals(def: &Definition) -> Vec<String> {
     why
 }
 
+/// Drops the addresses of `def`'s attachments to `swarm_scoped` networks
+/// (attachable overlays). Docker reports every running container's address
+/// on such a network as if it were configured (`IPAMConfig`), whether the
+/// swarm allocated it or a user asked for it: the two cannot be told apart,
+/// and two live instances cannot share one, so each instance start-first
+/// creates there gets an address of its own from the swarm.
+pub fn forget_allocated_addresses(def: &mut Definition, swarm_scoped: &[String]) {
+    for a in def.networks.iter_mut().filter(|a| swarm_scoped.contains(&a.network)) {
+        a.ipv4 = None;
+        a.ipv6 = None;
+    }
+}
+
 /// Makes the app's name a DNS alias on every network of `def`, so an
 /// instance answers under it whatever its container is named.
 pub fn alias_app(def: &mut Definition, app: &str) {

@@ -190,6 +190,10 @@ struct Scenario {
     /// and its image's `VOLUME /var/lib/db`): a marker written there before
     /// the swept deploy must be read back from whichever version serves.
     data: bool,
+    /// Deployed `--strategy start-first` (no published port: the app is
+    /// reached by name through a client container on its network, and at
+    /// every crash point, before recovery, the name must still answer).
+    start_first: bool,
 }
 
 /// Where a data scenario leaves its markers, by path inside the container.
@@ -205,6 +209,8 @@ fn body_of(tag: &str) -> &'static str {
 
 /// A fresh app in the scenario's starting state.
 struct Fixture {
+    /// Start-first: the client that reaches the app by name.
+    client: Option<support::Client>,
     app: TestApp,
     port: u16,
     net: &'static str,
@@ -213,7 +219,12 @@ struct Fixture {
 impl Fixture {
     fn first_deploy_args(&self, sc: &Scenario, tag: &str) -> Vec<String> {
         let mut args = strs(&["deploy", self.app.name(), "--image", &image(tag)]);
-        args.extend(strs(&["--publish", &format!("{}:{DEMO_PORT}", self.port), "--network", self.net]));
+        if sc.start_first {
+            args.extend(strs(&["--strategy", "start-first", "--env", "DEMO_SIGTERM=graceful"]));
+        } else {
+            args.extend(strs(&["--publish", &format!("{}:{DEMO_PORT}", self.port)]));
+        }
+        args.extend(strs(&["--network", self.net]));
         if let Some(policy) = sc.restart {
             args.extend(strs(&["--restart", policy]));
         }
@@ -241,7 +252,8 @@ impl Fixture {
 fn setup(sc: &Scenario) -> Result<Fixture, String> {
     let net = (sc.network)();
     let app = TestApp::new(&format!("crash-{}", sc.name));
-    let fx = Fixture { app, port: free_port(), net };
+    let client = sc.start_first.then(|| support::Client::start(app.name(), net));
+    let fx = Fixture { client, app, port: free_port(), net };
     if sc.data {
         for tag in [sc.old, Some(sc.new)].into_iter().flatten() {
             if let Some(base) = tag.strip_prefix("db-") {
@@ -280,6 +292,14 @@ fn setup_point(sc: &Scenario, tally: &mut Tally, point: &str, t: Instant) -> Opt
 fn check(sc: &Scenario, fx: &Fixture, begins_before: usize, end: Ended, log: &mut String) -> Result<String, String> {
     let app = &fx.app;
     let name = app.name();
+    if let (Ended::Killed, Some(client), Some(old)) = (end, &fx.client, sc.old) {
+        // Start-first: a crash anywhere leaves the name answering, before
+        // any recovery.
+        let answer = client.get(name).map_err(|e| format!("killed start-first: {name} does not answer: {e}"))?;
+        if answer != body_of(old) && answer != body_of(sc.new) {
+            return Err(format!("killed start-first: {name} answers {answer:?}"));
+        }
+    }
     if end == Ended::Killed {
         let out = run_swap(app, &[], &fx.recover_args());
         log.push_str(&format!("=== swap recover\n{}\n", describe(&out)));
@@ -367,7 +387,21 @@ fn check(sc: &Scenario, fx: &Fixture, begins_before: usize, end: Ended, log: &mu
                     }
                 }
             }
-            match http_get(fx.port, Duration::from_secs(15)) {
+            let answer = match &fx.client {
+                Some(client) => {
+                    let t = Instant::now();
+                    let mut got = client.get(name);
+                    // Docker's DNS may take a moment to list a container
+                    // that recovery just started.
+                    while got.as_deref().ok() != Some(body_of(tag)) && t.elapsed() < Duration::from_secs(15) {
+                        std::thread::sleep(Duration::from_millis(200));
+                        got = client.get(name);
+                    }
+                    got.ok()
+                }
+                None => http_get(fx.port, Duration::from_secs(15)),
+            };
+            match answer {
                 Some(body) if body.trim() == body_of(tag) => {}
                 Some(body) => {
                     return Err(format!(
@@ -586,6 +620,7 @@ const FIRST: Scenario = Scenario {
     restart: None,
     extra: &[],
     data: false,
+    start_first: false,
 };
 
 const BRIDGE: Scenario = Scenario {
@@ -597,6 +632,7 @@ const BRIDGE: Scenario = Scenario {
     restart: Some("unless-stopped"),
     extra: &[],
     data: false,
+    start_first: false,
 };
 
 const OVERLAY: Scenario = Scenario {
@@ -608,6 +644,7 @@ const OVERLAY: Scenario = Scenario {
     restart: None,
     extra: &[],
     data: false,
+    start_first: false,
 };
 
 /// The candidate exits at once: the gate fails fast and the crash points
@@ -621,6 +658,7 @@ const FAILING: Scenario = Scenario {
     restart: Some("unless-stopped"),
     extra: &[],
     data: false,
+    start_first: false,
 };
 
 /// The candidate runs but never gets healthy: the gate times out.
@@ -633,6 +671,7 @@ const UNHEALTHY: Scenario = Scenario {
     restart: None,
     extra: &["--health-timeout", "3"],
     data: false,
+    start_first: false,
 };
 
 /// A re-deploy of an app holding data in an anonymous volume and in the
@@ -647,6 +686,7 @@ const DATA: Scenario = Scenario {
     restart: Some("unless-stopped"),
     extra: &[],
     data: true,
+    start_first: false,
 };
 
 /// The same app with a candidate that exits at once: the rollback, crashed
@@ -660,6 +700,50 @@ const DATA_FAILING: Scenario = Scenario {
     restart: None,
     extra: &[],
     data: true,
+    start_first: false,
+};
+
+/// Start-first on the user-defined bridge network: the temporary instance
+/// serves while the old one stops and is renamed, the final one is created
+/// as the app.
+const START_BRIDGE: Scenario = Scenario {
+    name: "start-bridge",
+    network: support::bridge,
+    old: Some("v1"),
+    new: "v2",
+    new_fails: false,
+    restart: Some("unless-stopped"),
+    extra: &["--drain", "0.2"],
+    data: false,
+    start_first: true,
+};
+
+/// Start-first on the attachable overlay (moby#42351: nothing running is
+/// ever renamed).
+const START_OVERLAY: Scenario = Scenario {
+    name: "start-overlay",
+    network: support::overlay,
+    old: Some("v1"),
+    new: "v2",
+    new_fails: false,
+    restart: None,
+    extra: &["--drain", "0.2"],
+    data: false,
+    start_first: true,
+};
+
+/// Start-first with a candidate that exits at once: the rollback never
+/// touches the old container, which serves throughout.
+const START_FAILING: Scenario = Scenario {
+    name: "start-failing",
+    network: support::bridge,
+    old: Some("v1"),
+    new: "crash",
+    new_fails: true,
+    restart: Some("unless-stopped"),
+    extra: &[],
+    data: false,
+    start_first: true,
 };
 
 /// A step's `done` record: crashing right before it (`before:N`) leaves the
@@ -749,6 +833,37 @@ fn sweep_failing_candidate_with_data() {
         Mode::After => name == "health" || name.starts_with("undo_done"),
         Mode::Before => ["undo_done:stop_old", "undo_done:rename_old"].contains(&name),
         Mode::Torn => ["undo_intent:start_candidate", "undo_intent:rename_old"].contains(&name),
+    });
+}
+
+#[test]
+fn sweep_start_first_bridge() {
+    // CI: after every done record and the commit; before the steps where
+    // two instances trade places; torn at the creations and the commit.
+    sweep(&START_BRIDGE, |mode, name| match mode {
+        Mode::After => done(name) || name == "commit" || name == "health",
+        Mode::Before => ["done:stop_old", "done:rename_old", "done:retire_temporary", "commit"].contains(&name),
+        Mode::Torn => ["intent:create_candidate", "intent:retire_temporary", "commit"].contains(&name),
+    });
+}
+
+#[test]
+fn sweep_start_first_overlay() {
+    // CI: after every intent (the calls in flight), before the starts.
+    sweep(&START_OVERLAY, |mode, name| match mode {
+        Mode::After => intent(name) || name == "commit",
+        Mode::Before => ["done:start_candidate", "done:create_candidate", "health"].contains(&name),
+        Mode::Torn => ["intent:stop_old", "end:deployed"].contains(&name),
+    });
+}
+
+#[test]
+fn sweep_start_first_failing_candidate() {
+    // CI: the rollback at every after:N past the gate.
+    sweep(&START_FAILING, |mode, name| match mode {
+        Mode::After => name == "health" || name.starts_with("undo") || name.starts_with("end"),
+        Mode::Before => name.starts_with("undo_done"),
+        Mode::Torn => name == "undo_intent:start_candidate",
     });
 }
 

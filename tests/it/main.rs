@@ -14,3 +14,4 @@ mod registry;
 mod services;
 mod smoke;
 mod start_first;
+mod strategy;

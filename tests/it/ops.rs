@@ -177,6 +177,7 @@ const STEP_NAMES: &[&str] = &[
     "rename_old",
     "rename_candidate",
     "start_candidate",
+    "retire_temporary",
     "remove_old",
     "remove_image",
 ];
@@ -195,6 +196,7 @@ const STATUS_APP: Ty = Ty::Obj(&[
             req!("running", Ty::Bool),
             req!("started_at", Ty::DockerTime),
             req!("health", Ty::Null(&Ty::Enum(&["starting", "healthy", "unhealthy"]))),
+            req!("strategy", Ty::Null(&Ty::Enum(&["stop-first", "start-first"]))),
         ])),
     ),
     req!(
@@ -222,6 +224,7 @@ const HISTORY: Ty = Ty::Obj(&[
             req!("reason", Ty::Null(&Ty::Str)),
             req!("duration_ms", Ty::Uint),
             req!("outage_ms", Ty::Null(&Ty::Uint)),
+            req!("strategy", Ty::Enum(&["stop-first", "start-first"])),
         ])),
     ),
 ]);
@@ -280,6 +283,7 @@ fn payload_fields(kind: &str) -> Option<&'static [F]> {
             req!("env_keys", STRS),
             opt!("volumes", Ty::Arr(&Ty::Obj(VOLUME))),
             req!("health_timeout_s", Ty::Uint),
+            opt!("strategy", Ty::Enum(&["start-first"])),
             opt!(
                 "pulled",
                 Ty::Obj(&[
@@ -322,11 +326,17 @@ fn step_fields(step: &str) -> Option<&'static [F]> {
     Some(match step {
         "build" => &[req!("context", Ty::Str), req!("dockerfile", Ty::Str), opt!("tag", Ty::Null(&Ty::Str))],
         "start_old" | "remove_old" => &[req!("id", Ty::ContainerId)],
-        "create_candidate" => {
-            &[req!("name", Ty::Str), req!("image", Ty::ImageId), req!("deploy", Ty::DeployId), req!("networks", STRS)]
-        }
+        "create_candidate" => &[
+            req!("name", Ty::Str),
+            req!("image", Ty::ImageId),
+            req!("deploy", Ty::DeployId),
+            req!("networks", STRS),
+            opt!("instance", Ty::Enum(&["temporary", "final"])),
+        ],
         "park_old" => &[req!("id", Ty::ContainerId), req!("policy", POLICY)],
-        "stop_old" | "start_candidate" => &[req!("id", Ty::ContainerId), req!("timeout_s", Ty::Uint)],
+        "stop_old" | "start_candidate" | "retire_temporary" => {
+            &[req!("id", Ty::ContainerId), req!("timeout_s", Ty::Uint)]
+        }
         "rename_old" | "rename_candidate" => &[req!("id", Ty::ContainerId), req!("from", Ty::Str), req!("to", Ty::Str)],
         "remove_image" => &[req!("image", Ty::ImageId)],
         _ => return None,
@@ -355,6 +365,7 @@ fn event_fields(event: &str) -> Option<&'static [F]> {
             req!("networks", STRS),
             req!("ports", STRS),
             req!("volumes", Ty::Arr(&Ty::Obj(VOLUME))),
+            req!("strategy", Ty::Enum(&["stop-first", "start-first"])),
             req!("steps", STRS),
         ],
         "step" => &[
@@ -650,6 +661,39 @@ fn wide_lines(text: &str) -> Vec<String> {
 // ---------------------------------------------------------------------------
 // 1 + 2. A successful and a rolled-back deploy: JSON and human forms
 // ---------------------------------------------------------------------------
+
+/// A start-first re-deploy and a failing one: their progress events,
+/// journal records (two instances, `retire_temporary`, the strategy) and
+/// query documents match the schemas, and the journal's story names the
+/// strategy.
+#[test]
+fn start_first_deploys_in_json_form() {
+    support::images();
+    let net = support::bridge();
+    let app = TestApp::new("sf-json");
+    let dir = app.state_dir.clone();
+    let mut errs = vec![];
+    let first = ["deploy", app.name(), "--image", &image("v1"), "--network", net, "--strategy", "start-first"];
+    let (out, _) = swap_at(&dir, &[], &first);
+    assert_exit(&out, 0);
+    let (out, _) = swap_at(&dir, &[], &["--json", "deploy", app.name(), "--image", &image("v2"), "--drain", "0"]);
+    assert_exit(&out, 0);
+    let events = json_lines(&out);
+    let plan = events.iter().find(|e| e["event"] == "plan").unwrap_or_else(|| panic!("no plan event: {events:?}"));
+    assert_eq!(plan["strategy"], "start-first", "{plan}");
+    let steps: Vec<&str> = events.iter().filter(|e| e["event"] == "step").filter_map(|e| e["step"].as_str()).collect();
+    assert!(steps.contains(&"retire_temporary"), "{steps:?}");
+    errs.extend(stream_violations(&out, "start-first deploy --json"));
+    errs.extend(query_violations(&dir, app.name(), &last_deploy_id(&app)));
+    let show = app.swap(&["journal", "show", app.name()]);
+    assert!(stdout(&show).contains("(start-first)"), "{}", describe(&show));
+
+    let (out, _) = swap_at(&dir, &[], &["--json", "deploy", app.name(), "--image", &image("crash")]);
+    assert_exit(&out, 1);
+    errs.extend(stream_violations(&out, "failing start-first deploy --json"));
+    errs.extend(query_violations(&dir, app.name(), &last_deploy_id(&app)));
+    assert!(errs.is_empty(), "schema violations:\n{}", errs.join("\n"));
+}
 
 #[test]
 fn deployed_and_rolled_back_deploys_in_json_and_human_form() {

@@ -701,6 +701,45 @@ fn is_transient_network_error(err: &str) -> bool {
 // HTTP
 // ---------------------------------------------------------------------------
 
+/// A container beside the app on its network that is not the app: it asks
+/// Docker's DNS for the app's name and GETs what that resolves to, as a
+/// client of a start-first app (one without published ports) does.
+/// Removed on drop.
+#[derive(Debug)]
+pub struct Client {
+    /// Its container name, `<app>-client`.
+    pub name: String,
+}
+
+impl Client {
+    /// Starts `<app>-client` (the demo image, serving nothing anyone asks
+    /// for) on `network`.
+    pub fn start(app: &str, network: &str) -> Client {
+        let name = format!("{app}-client");
+        let _ = docker_output(&["rm", "-f", &name]);
+        run_container(&name, &image("v1"), &["--network", network]);
+        Client { name }
+    }
+
+    /// The body the app's name answers with on the client's network (the
+    /// first of its addresses that answers 200), or `None` with what the
+    /// client saw.
+    pub fn get(&self, app: &str) -> Result<String, String> {
+        let out = docker_output(&["exec", &self.name, "/swap-demo", "get", app]);
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).trim().replace('\n', "; "))
+        }
+    }
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        let _ = docker_output(&["rm", "-f", &self.name]);
+    }
+}
+
 /// A TCP port that was free on 127.0.0.1 a moment ago. Tests running in
 /// parallel processes could still collide; the kernel hands out ephemeral
 /// ports in sequence, so that is unlikely.
