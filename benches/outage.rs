@@ -21,6 +21,21 @@
 //!   already-created one with the same port binding and network, through the
 //!   Engine API directly, on both networks.
 //!
+//! And, for apps reached by name rather than on a published port, through a
+//! real reverse proxy (`tests/support/proxy.rs`: Caddy 2.6, upstreams from
+//! Docker's DNS every 100 ms) in front of an app that shuts down gracefully
+//! on SIGTERM and answers each request in 20 ms:
+//!
+//! - `start-first`: `swap deploy APP --image NEW` of an app deployed
+//!   `--strategy start-first`, on both networks;
+//! - `stop-first`: the same app deployed stop-first (swap's default), on
+//!   both networks.
+//!
+//! Each has two proxies in front, one retrying refused connections for up
+//! to 2 s and one never retrying, each probed by its own thread (sequential
+//! GETs, 5 s timeout each) during each swap: per swap and proxy, the failed
+//! requests, the slowest request and the deploy's wall time.
+//!
 //! Afterwards it measures the journal's share of a deploy's wall time (the
 //! records of a real deploy appended again on the same file system, timed per
 //! append) and the latency of `swap status` / `swap journal show` on a
@@ -28,9 +43,11 @@
 //! deploy ids through `journal::Journal::<serde_json::Value>`).
 //!
 //! Options (environment variables):
-//! - `SWAP_BENCH_ROUNDS` (10): swaps per method;
+//! - `SWAP_BENCH_ROUNDS` (10): swaps per method on a published port;
+//! - `SWAP_BENCH_PROXY_ROUNDS` (20): swaps per method through the proxies;
 //! - `SWAP_BENCH_OUT` (`target/bench-out`): output dir for `outage.csv`,
-//!   `steps.csv`, `outage.svg`, the journals (`state/`, `synth/`);
+//!   `proxied.csv`, `steps.csv`, `outage.svg`, the journals (`state/`,
+//!   `synth/`);
 //! - `SWAP_BENCH_PORT_BASE` (18180): first of the 7 host ports used;
 //! - `SWAP_BENCH_SETTLE_MS` (500): pause after each swap;
 //! - `SWAP_BENCH_SYNTH_DEPLOYS` (1000): deploys in the synthetic journal;
@@ -52,6 +69,14 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+
+// The proxy fixture of the integration tests, so the bench measures through
+// the same proxy the tests assert on. Most of the harness is unused here.
+#[allow(dead_code)]
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use support::proxy::{Retries, ReverseProxy, Window};
 
 const OVERLAY: &str = "swap-test-overlay";
 const BRIDGE: &str = "swap-test-bridge";
@@ -79,39 +104,52 @@ fn main() {
     for m in &mut methods {
         m.setup(&cfg, &prober);
     }
+    let rounds = cfg.rounds.max(cfg.proxy_rounds);
     println!(
-        "setup done in {:.1} s; {} rounds of {} methods",
+        "setup done in {:.1} s; {} rounds of {} methods ({} through the proxies)",
         started.elapsed().as_secs_f64(),
-        cfg.rounds,
-        methods.len()
+        rounds,
+        methods.len(),
+        methods.iter().filter(|m| m.kind.proxied()).count()
     );
 
     let mut samples: Vec<Sample> = Vec::new();
+    let mut proxied: Vec<ProxySample> = Vec::new();
     let mut steps: Vec<(String, String, usize, String, f64)> = Vec::new();
-    for round in 0..cfg.rounds {
+    for round in 0..rounds {
         let n = methods.len();
         for i in 0..n {
             // Rotate the order so no method always runs right after another.
             let m = &mut methods[(i + round) % n];
+            if round >= if m.kind.proxied() { cfg.proxy_rounds } else { cfg.rounds } {
+                continue;
+            }
             match m.swap_once(&cfg, &prober, round) {
-                Ok((s, st)) => {
+                Ok((outcome, st)) => {
                     for (step, ms) in st {
                         steps.push((m.kind.name().to_string(), m.net_label().to_string(), round, step, ms));
                     }
-                    samples.push(s);
+                    match outcome {
+                        Outcome::Published(s) => samples.push(s),
+                        Outcome::Proxied(s) => proxied.extend(s),
+                    }
                 }
                 Err(e) => eprintln!("round {round} {} {}: FAILED: {e}", m.kind.name(), m.net_label()),
             }
             thread::sleep(Duration::from_millis(cfg.settle_ms));
         }
-        eprintln!("round {}/{} done at {:.0} s", round + 1, cfg.rounds, started.elapsed().as_secs_f64());
+        eprintln!("round {}/{} done at {:.0} s", round + 1, rounds, started.elapsed().as_secs_f64());
     }
     prober.stop();
 
-    write_csv(&cfg, &samples, &steps);
-    let order: Vec<(Kind, &str)> = methods.iter().map(|m| (m.kind, m.net_label())).collect();
+    write_csv(&cfg, &samples, &proxied, &steps);
+    let order: Vec<(Kind, &str)> =
+        methods.iter().filter(|m| !m.kind.proxied()).map(|m| (m.kind, m.net_label())).collect();
     write_svg(&cfg.out.join("outage.svg"), &order, &samples);
     summarize(&order, &samples, &steps);
+    let order: Vec<(Kind, &str)> =
+        methods.iter().filter(|m| m.kind.proxied()).map(|m| (m.kind, m.net_label())).collect();
+    summarize_proxied(&order, &proxied, &steps);
 
     let ov = methods.iter().find(|m| m.kind == Kind::Swap && m.network == OVERLAY).expect("swap overlay method");
     let wall: Vec<f64> = samples.iter().filter(|s| s.kind == Kind::Swap).map(|s| s.wall_ms).collect();
@@ -132,6 +170,7 @@ fn main() {
 #[derive(Debug)]
 struct Config {
     rounds: usize,
+    proxy_rounds: usize,
     out: PathBuf,
     port_base: u16,
     settle_ms: u64,
@@ -155,6 +194,7 @@ impl Config {
         let out = if out.is_absolute() { out } else { root.join(out) };
         Config {
             rounds: num("SWAP_BENCH_ROUNDS", 10usize).max(1),
+            proxy_rounds: num("SWAP_BENCH_PROXY_ROUNDS", 20usize).max(1),
             out,
             port_base: num("SWAP_BENCH_PORT_BASE", 18180u16),
             settle_ms: num("SWAP_BENCH_SETTLE_MS", 500u64),
@@ -399,6 +439,10 @@ enum Kind {
     Naive,
     Service,
     Floor,
+    /// swap, start-first, reached through the proxies.
+    StartFirst,
+    /// swap, stop-first, reached through the proxies.
+    StopFirst,
 }
 
 impl Kind {
@@ -408,7 +452,14 @@ impl Kind {
             Kind::Naive => "naive",
             Kind::Service => "service-update",
             Kind::Floor => "floor",
+            Kind::StartFirst => "start-first",
+            Kind::StopFirst => "stop-first",
         }
+    }
+
+    /// Whether clients reach it through the proxies, not a published port.
+    fn proxied(self) -> bool {
+        matches!(self, Kind::StartFirst | Kind::StopFirst)
     }
 }
 
@@ -417,8 +468,44 @@ struct Method {
     kind: Kind,
     network: &'static str,
     app: String,
+    /// The published port (0 for the proxied methods: their proxies publish).
     port: u16,
+    /// The proxied methods' proxies, retrying first; started in `setup`.
+    proxies: Vec<ReverseProxy>,
 }
+
+/// What one swap of a proxied method cost the clients of one proxy.
+#[derive(Debug, Clone)]
+struct ProxySample {
+    kind: Kind,
+    network: &'static str,
+    retries: Retries,
+    round: usize,
+    /// Requests sent from the deploy's start until the new version answered
+    /// (plus a tail of 300 ms).
+    requests: usize,
+    failed: usize,
+    slowest_ms: f64,
+    wall_ms: f64,
+    /// Successful answers by the old version after the deploy returned.
+    stale: usize,
+}
+
+/// One swap's measurement.
+#[derive(Debug)]
+enum Outcome {
+    Published(Sample),
+    Proxied(Vec<ProxySample>),
+}
+
+/// The proxied methods' app: graceful on SIGTERM (finish what is in flight,
+/// then exit) and 20 ms per answer, so requests are in flight whenever an
+/// instance stops.
+const PROXIED_ENV: [&str; 2] = ["DEMO_SIGTERM=graceful", "DEMO_SLOW_MS=20"];
+
+/// Requests still probed after the new version first answered through a
+/// proxy: a stopped instance leaves the proxy's DNS copy up to 100 ms later.
+const PROXIED_TAIL: Duration = Duration::from_millis(300);
 
 #[derive(Debug, Clone)]
 struct Sample {
@@ -439,6 +526,10 @@ fn methods(cfg: &Config) -> Vec<Method> {
         (Kind::Service, OVERLAY),
         (Kind::Floor, BRIDGE),
         (Kind::Floor, OVERLAY),
+        (Kind::StartFirst, BRIDGE),
+        (Kind::StartFirst, OVERLAY),
+        (Kind::StopFirst, BRIDGE),
+        (Kind::StopFirst, OVERLAY),
     ];
     list.iter()
         .enumerate()
@@ -448,7 +539,8 @@ fn methods(cfg: &Config) -> Vec<Method> {
                 Kind::Service => SERVICE.to_string(),
                 _ => format!("{PREFIX}{}-{short}", kind.name()),
             };
-            Method { kind: *kind, network, app, port: cfg.port_base + i as u16 }
+            let port = if kind.proxied() { 0 } else { cfg.port_base + i as u16 };
+            Method { kind: *kind, network, app, port, proxies: vec![] }
         })
         .collect()
 }
@@ -542,6 +634,27 @@ impl Method {
                 ])
                 .expect("create the service");
             }
+            Kind::StartFirst | Kind::StopFirst => {
+                let mut args = vec!["deploy", &self.app, "--image", &v1, "--network", self.network];
+                args.extend(["--strategy", if self.kind == Kind::StartFirst { "start-first" } else { "stop-first" }]);
+                for env in PROXIED_ENV {
+                    args.extend(["--env", env]);
+                }
+                let out = self.swap_cmd(cfg).args(&args).output().expect("run swap");
+                assert!(
+                    out.status.success(),
+                    "first swap deploy of {}: {}",
+                    self.app,
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                self.proxies = Retries::ALL.iter().map(|r| ReverseProxy::start(&self.app, self.network, *r)).collect();
+                for proxy in &self.proxies {
+                    let probe = proxy.prober();
+                    let seen = probe.wait_for("v1\n", Instant::now(), Duration::from_secs(60));
+                    assert!(seen, "{} never answered v1 through {}:\n{}", self.app, proxy.name, proxy.logs());
+                }
+                return;
+            }
             Kind::Floor => {
                 let v2 = image("v2");
                 for (suffix, img) in [("a", &v1), ("b", &v2)] {
@@ -564,7 +677,11 @@ impl Method {
         cfg: &Config,
         prober: &Prober,
         round: usize,
-    ) -> Result<(Sample, Vec<(String, f64)>), String> {
+    ) -> Result<(Outcome, Vec<(String, f64)>), String> {
+        if self.kind.proxied() {
+            prober.watch(0);
+            return self.swap_proxied(cfg, round);
+        }
         prober.watch(self.port);
         // What answers now decides the direction.
         let from = prober.wait_for("v1", Instant::now(), Duration::from_millis(300)).map(|_| "v1");
@@ -615,6 +732,7 @@ impl Method {
                 ])?;
                 wait_service_running(&image(to), Duration::from_secs(60))?;
             }
+            Kind::StartFirst | Kind::StopFirst => unreachable!("swap_proxied"),
             Kind::Floor => {
                 // Container a runs v1, b runs v2.
                 let (old, new) = if from == "v1" { ("a", "b") } else { ("b", "a") };
@@ -635,7 +753,66 @@ impl Method {
             steps.extend(swap_steps(&cfg.state_dir(), &self.app, ms(t1 - t0)));
         }
         let sample = Sample { kind: self.kind, network: self.network, round, outage_ms, failed, wall_ms: ms(t1 - t0) };
-        Ok((sample, steps))
+        Ok((Outcome::Published(sample), steps))
+    }
+
+    /// One swap of a proxied method, probed through each of its proxies
+    /// from just before the deploy until the new version answered through
+    /// it, plus [`PROXIED_TAIL`].
+    fn swap_proxied(&self, cfg: &Config, round: usize) -> Result<(Outcome, Vec<(String, f64)>), String> {
+        let probers: Vec<support::Prober> = self.proxies.iter().map(ReverseProxy::prober).collect();
+        // What answers now decides the direction.
+        let ready = |body: &str| probers[0].wait_for(body, Instant::now(), Duration::from_secs(1));
+        let from = if ready("v1\n") {
+            "v1"
+        } else if ready("v2\n") {
+            "v2"
+        } else {
+            return Err(format!("the app does not answer through {} before the swap", self.proxies[0].name));
+        };
+        let to = if from == "v1" { "v2" } else { "v1" };
+        let t0 = Instant::now();
+        // Every re-deploy names its network again: on the overlay a plain
+        // re-deploy is refused start-first (Docker shows the allocated
+        // address as if it were static, and swap's clone keeps it); the
+        // bridge rows run the same command.
+        let out = self
+            .swap_cmd(cfg)
+            .args(["deploy", &self.app, "--image", &image(to), "--network", self.network])
+            .output()
+            .map_err(|e| e.to_string())?;
+        let t1 = Instant::now();
+        if !out.status.success() {
+            return Err(format!("swap deploy: {}", String::from_utf8_lossy(&out.stderr)));
+        }
+        let want = format!("{to}\n");
+        for (proxy, probe) in self.proxies.iter().zip(&probers) {
+            if !probe.wait_for(&want, t1, Duration::from_secs(30)) {
+                return Err(format!("{to} never answered through {} after the deploy", proxy.name));
+            }
+        }
+        thread::sleep(PROXIED_TAIL);
+        let end = Instant::now();
+        let mut samples = vec![];
+        for (proxy, probe) in self.proxies.iter().zip(probers) {
+            let log = probe.stop().requests;
+            let w = Window::of(&log, t0, end);
+            let old = format!("{from}\n");
+            let stale = log.iter().filter(|p| p.start >= t1 && p.body() == Some(old.as_str())).count();
+            samples.push(ProxySample {
+                kind: self.kind,
+                network: self.network,
+                retries: proxy.retries,
+                round,
+                requests: w.requests,
+                failed: w.failed.len(),
+                slowest_ms: ms(w.slowest),
+                wall_ms: ms(t1 - t0),
+                stale,
+            });
+        }
+        let steps = swap_steps(&cfg.state_dir(), &self.app, ms(t1 - t0));
+        Ok((Outcome::Proxied(samples), steps))
     }
 }
 
@@ -700,18 +877,24 @@ fn swap_steps(state: &Path, app: &str, wall_ms: f64) -> Vec<(String, f64)> {
     let path = state.join(app).join("journal.jsonl");
     let Ok(replay) = journal::read::<Value>(&path) else { return Vec::new() };
     let Some(last) = replay.records.last().map(|r| r.group.clone()) else { return Vec::new() };
-    let mut steps = Vec::new();
+    let mut steps: Vec<(String, f64)> = Vec::new();
+    // A start-first deploy creates, starts and gates two instances: the
+    // second of a step's name is `<step> 2`.
+    let mut push = |step: &str, ms: f64| {
+        let name = if steps.iter().any(|(s, _)| s == step) { format!("{step} 2") } else { step.to_string() };
+        steps.push((name, ms));
+    };
     for r in replay.records.iter().filter(|r| r.group == last) {
         let d = &r.data;
         match d["kind"].as_str() {
             Some("done") => {
                 if let (Some(step), Some(ms)) = (d["step"]["step"].as_str(), d["ms"].as_f64()) {
-                    steps.push((step.to_string(), ms));
+                    push(step, ms);
                 }
             }
             Some("health") => {
                 if let Some(ms) = d["ms"].as_f64() {
-                    steps.push(("health".to_string(), ms));
+                    push("health", ms);
                 }
             }
             _ => {}
@@ -757,13 +940,35 @@ fn net_name(label: &str) -> &'static str {
     }
 }
 
-fn write_csv(cfg: &Config, samples: &[Sample], steps: &[(String, String, usize, String, f64)]) {
+fn write_csv(
+    cfg: &Config,
+    samples: &[Sample],
+    proxied: &[ProxySample],
+    steps: &[(String, String, usize, String, f64)],
+) {
     let mut csv = String::from("method,network,round,outage_ms,failed_requests,wall_ms\n");
     for s in samples {
         let net = if s.network == OVERLAY { "overlay" } else { "bridge" };
         let _ = writeln!(csv, "{},{net},{},{:.1},{},{:.1}", s.kind.name(), s.round, s.outage_ms, s.failed, s.wall_ms);
     }
     std::fs::write(cfg.out.join("outage.csv"), csv).expect("write outage.csv");
+    let mut csv = String::from("method,network,proxy,round,requests,failed_requests,slowest_ms,wall_ms,stale\n");
+    for s in proxied {
+        let net = if s.network == OVERLAY { "overlay" } else { "bridge" };
+        let _ = writeln!(
+            csv,
+            "{},{net},{},{},{},{},{:.1},{:.1},{}",
+            s.kind.name(),
+            s.retries.name(),
+            s.round,
+            s.requests,
+            s.failed,
+            s.slowest_ms,
+            s.wall_ms,
+            s.stale
+        );
+    }
+    std::fs::write(cfg.out.join("proxied.csv"), csv).expect("write proxied.csv");
     let mut csv = String::from("method,network,round,step,ms\n");
     for (m, n, r, step, ms) in steps {
         let _ = writeln!(csv, "{m},{n},{r},{step},{ms:.1}");
@@ -831,6 +1036,73 @@ fn summarize(order: &[(Kind, &str)], samples: &[Sample], steps: &[(String, Strin
         }
         let line: Vec<String> = first_seen.iter().map(|s| format!("{s} {:.0}", median(&by_step[s]))).collect();
         println!("  {m:<6} {net:<8} {}", line.join(", "));
+    }
+}
+
+/// The proxied rows: per method, network and proxy, failed requests per
+/// swap, the slowest request, the deploy's wall time; then the targets.
+fn summarize_proxied(order: &[(Kind, &str)], samples: &[ProxySample], steps: &[(String, String, usize, String, f64)]) {
+    let pick = |k: Kind, net: &str, r: Retries| -> Vec<&ProxySample> {
+        samples.iter().filter(|s| s.kind == k && s.network == net_name(net) && s.retries == r).collect()
+    };
+    println!("\nthrough Caddy (dynamic a, refresh 100 ms), per swap:");
+    println!(
+        "{:<12} {:<8} {:<6} {:>3}   {:^20}  {:>6}   {:^20}   {:^20}",
+        "method",
+        "network",
+        "proxy",
+        "n",
+        "failed min/med/max",
+        "total",
+        "slowest ms min/med/max",
+        "wall ms min/med/max"
+    );
+    for (k, net) in order {
+        for r in Retries::ALL {
+            let s = pick(*k, net, r);
+            let failed: Vec<f64> = s.iter().map(|s| s.failed as f64).collect();
+            let slowest: Vec<f64> = s.iter().map(|s| s.slowest_ms).collect();
+            let wall: Vec<f64> = s.iter().map(|s| s.wall_ms).collect();
+            let total: usize = s.iter().map(|s| s.failed).sum();
+            println!(
+                "{:<12} {:<8} {:<6} {:>3}   {}  {:>6}   {}   {}",
+                k.name(),
+                net,
+                r.name(),
+                s.len(),
+                min_med_max(&failed),
+                total,
+                min_med_max(&slowest),
+                min_med_max(&wall)
+            );
+        }
+    }
+    let stale: usize = samples.iter().map(|s| s.stale).sum();
+    println!("old version answering after a deploy returned: {stale} requests (expected 0)");
+    for net in ["bridge", "overlay"] {
+        let s = pick(Kind::StartFirst, net, Retries::UpTo2s);
+        let failed: usize = s.iter().map(|s| s.failed).sum();
+        let slowest = s.iter().map(|s| s.slowest_ms).fold(0.0, f64::max);
+        println!(
+            "target (start-first, retrying proxy, {net}): 0 failed over {} swaps (>= 20): {} ({failed} failed); \
+             no request slower than 300 ms: {} (slowest {slowest:.0} ms)",
+            s.len(),
+            if failed == 0 && s.len() >= 20 { "MET" } else { "MISSED" },
+            if slowest <= 300.0 && !s.is_empty() { "MET" } else { "MISSED" }
+        );
+    }
+    println!("\nmedian step times, ms (from the journal):");
+    for (k, net) in order {
+        let mut by_step: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
+        let mut first_seen: Vec<&str> = Vec::new();
+        for (_, _, _, step, ms) in steps.iter().filter(|s| s.0 == k.name() && s.1 == *net) {
+            if !by_step.contains_key(step.as_str()) {
+                first_seen.push(step);
+            }
+            by_step.entry(step).or_default().push(*ms);
+        }
+        let line: Vec<String> = first_seen.iter().map(|s| format!("{s} {:.0}", median(&by_step[s]))).collect();
+        println!("  {:<12} {net:<8} {}", k.name(), line.join(", "));
     }
 }
 

@@ -13,4 +13,5 @@ mod ops;
 mod registry;
 mod services;
 mod smoke;
+mod start_first;
 mod strategy;

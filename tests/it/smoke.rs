@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use crate::support::{self, image, TestApp, DEMO_PORT};
+use crate::support::{self, image, Removal, TestApp, DEMO_PORT};
 
 /// `-p <host>:8080` for a fresh host port; returns the port and the options.
 fn published(net: &str) -> (u16, Vec<String>) {
@@ -201,13 +201,4 @@ fn harness_matches_names_exactly_and_cleans_up() {
     assert!(support::inspect(&parked).is_none());
     assert!(support::inspect(&labelled).is_none());
     assert!(support::inspect(&lookalike).is_some(), "cleanup removed a lookalike");
-}
-
-/// Force-removes a container no [`TestApp`] owns when dropped.
-struct Removal(String);
-
-impl Drop for Removal {
-    fn drop(&mut self) {
-        let _ = support::docker_output(&["rm", "-f", &self.0]);
-    }
 }

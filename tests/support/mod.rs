@@ -21,12 +21,13 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod proxy;
 pub mod registry;
 
 /// Every image the demo build produces (`swap-demo:<tag>`), see
@@ -125,6 +126,44 @@ pub fn docker() {
             ),
         }
     });
+}
+
+/// Installs Debian `packages` unless `present` says they are, so the test
+/// command works on a fresh machine (as `.ci/run` does before the tests);
+/// once per machine, under the fixture lock `lock`. A failed install is left
+/// to the caller's clear panic.
+fn install_packages(lock: &str, packages: &[&str], present: impl Fn() -> bool) {
+    if present() {
+        return;
+    }
+    with_lock(lock, || {
+        if present() {
+            return;
+        }
+        let install = || {
+            Command::new("apt-get")
+                .args(["install", "-y"])
+                .args(packages)
+                .env("DEBIAN_FRONTEND", "noninteractive")
+                .output()
+                .is_ok_and(|o| o.status.success())
+        };
+        if !install() {
+            let _ = Command::new("apt-get").arg("update").output();
+            install();
+        }
+    });
+}
+
+/// Force-removes a container no [`TestApp`] owns when dropped (one a test
+/// started by hand).
+#[derive(Debug)]
+pub struct Removal(pub String);
+
+impl Drop for Removal {
+    fn drop(&mut self) {
+        let _ = docker_output(&["rm", "-f", &self.0]);
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -619,9 +658,16 @@ pub fn assert_settled_on_one_of(app: &str, images: &[&str]) -> String {
 /// fail with "failed to get network during CreateEndpoint" (moby PR#41011):
 /// the start is retried with backoff.
 pub fn run_container(name: &str, image: &str, opts: &[&str]) -> String {
+    run_command(name, image, opts, &[])
+}
+
+/// Like [`run_container`], with `command` (the arguments after the image)
+/// in place of the image's `CMD`.
+pub fn run_command(name: &str, image: &str, opts: &[&str], command: &[&str]) -> String {
     let mut args = vec!["run", "-d", "--name", name];
     args.extend_from_slice(opts);
     args.push(image);
+    args.extend_from_slice(command);
     let out = docker_output(&args);
     if out.status.success() {
         return String::from_utf8_lossy(&out.stdout).trim().to_string();
@@ -701,19 +747,24 @@ pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("find a free port")
 }
 
-/// One HTTP/1.0 GET of `path` on 127.0.0.1:`port`; the body if it answered 200.
-fn get_once(port: u16, path: &str, timeout: Duration) -> Option<String> {
+/// One HTTP/1.0 GET of `path` on 127.0.0.1:`port`: the body if it answered
+/// 200, else what went wrong (refused, reset, timed out, another status).
+pub fn get(port: u16, path: &str, timeout: Duration) -> Result<String, String> {
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let mut stream = TcpStream::connect_timeout(&addr, timeout).ok()?;
-    stream.set_read_timeout(Some(timeout)).ok()?;
-    stream.set_write_timeout(Some(timeout)).ok()?;
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
+    let mut stream = TcpStream::connect_timeout(&addr, timeout).map_err(|e| format!("connect: {e}"))?;
+    stream.set_read_timeout(Some(timeout)).map_err(|e| e.to_string())?;
+    stream.set_write_timeout(Some(timeout)).map_err(|e| e.to_string())?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").map_err(|e| format!("send: {e}"))?;
     let mut response = Vec::new();
-    stream.read_to_end(&mut response).ok()?;
+    stream.read_to_end(&mut response).map_err(|e| format!("read: {e}"))?;
     let response = String::from_utf8_lossy(&response);
-    let (head, body) = response.split_once("\r\n\r\n")?;
-    let status = head.lines().next()?.split_whitespace().nth(1)?;
-    (status == "200").then(|| body.to_string())
+    let (head, body) = response.split_once("\r\n\r\n").ok_or_else(|| format!("no HTTP answer: {response:?}"))?;
+    let status = head.lines().next().unwrap_or_default();
+    match status.split_whitespace().nth(1) {
+        Some("200") => Ok(body.to_string()),
+        _ if body.trim().is_empty() => Err(status.to_string()),
+        _ => Err(format!("{status}: {}", body.trim())),
+    }
 }
 
 /// GETs `/` on 127.0.0.1:`port`, retrying until it answers 200 or `timeout`
@@ -727,13 +778,36 @@ pub fn http_get_path(port: u16, path: &str, timeout: Duration) -> Option<String>
     let deadline = Instant::now() + timeout;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
-        if let Some(body) = get_once(port, path, left.clamp(Duration::from_millis(50), Duration::from_secs(1))) {
+        if let Ok(body) = get(port, path, left.clamp(Duration::from_millis(50), Duration::from_secs(1))) {
             return Some(body);
         }
         if Instant::now() >= deadline {
             return None;
         }
         std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// One request a [`Prober`] made.
+#[derive(Debug, Clone)]
+pub struct Probe {
+    /// When it was sent.
+    pub start: Instant,
+    /// From sending it to its answer, its failure or its timeout.
+    pub duration: Duration,
+    /// The body of a 200 answer, or why it failed.
+    pub answer: Result<String, String>,
+}
+
+impl Probe {
+    /// Whether it was answered 200.
+    pub fn ok(&self) -> bool {
+        self.answer.is_ok()
+    }
+
+    /// The body of a 200 answer.
+    pub fn body(&self) -> Option<&str> {
+        self.answer.as_deref().ok()
     }
 }
 
@@ -754,55 +828,85 @@ pub struct ProbeReport {
     pub flip_backs: u64,
     /// How long the prober ran.
     pub duration: Duration,
+    /// Every request, in the order they were made.
+    pub requests: Vec<Probe>,
 }
 
-/// Polls 127.0.0.1:`port` every 5 ms in a background thread and measures the
-/// longest outage, e.g. while a swap replaces the container behind the port.
+/// GETs `/` on 127.0.0.1:`port` in a background thread, one request at a
+/// time with 5 ms between them, and measures the longest outage, e.g. while
+/// a swap replaces the container behind the port; keeps every request, so a
+/// test can also count failures and find the slowest per swap.
 #[derive(Debug)]
 pub struct Prober {
     /// Tells the thread to finish.
     stop: Arc<AtomicBool>,
+    /// Every request so far, shared with the thread.
+    requests: Arc<Mutex<Vec<Probe>>>,
     /// The polling thread; yields the report.
     thread: Option<JoinHandle<ProbeReport>>,
 }
 
 impl Prober {
-    /// Starts polling `port` now. Start it once the app is serving, or the
-    /// time until the first answer counts as an outage.
+    /// Starts polling `port` now, each request with a 500 ms timeout: right
+    /// for a port the app publishes itself. Start it once the app is
+    /// serving, or the time until the first answer counts as an outage.
     pub fn start(port: u16) -> Self {
+        Prober::with_timeout(port, Duration::from_millis(500))
+    }
+
+    /// Like [`Prober::start`], each request with `timeout`: in front of a
+    /// proxy that holds a request while it retries, a few seconds, so a held
+    /// request is measured rather than cut.
+    pub fn with_timeout(port: u16, timeout: Duration) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
-        let flag = Arc::clone(&stop);
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let (flag, log) = (Arc::clone(&stop), Arc::clone(&requests));
         let thread = std::thread::spawn(move || {
             let start = Instant::now();
             let mut report = ProbeReport::default();
             let mut last_ok = start;
             let mut last_body: Option<String> = None;
             while !flag.load(Ordering::Relaxed) {
-                match get_once(port, "/", Duration::from_millis(500)) {
-                    Some(body) => {
-                        let now = Instant::now();
+                let sent = Instant::now();
+                let answer = get(port, "/", timeout);
+                let now = Instant::now();
+                match &answer {
+                    Ok(body) => {
                         report.longest_gap = report.longest_gap.max(now - last_ok);
                         last_ok = now;
                         report.successes += 1;
-                        if last_body.as_ref() != Some(&body) {
-                            if report.bodies.contains(&body) {
+                        if last_body.as_ref() != Some(body) {
+                            if report.bodies.contains(body) {
                                 report.flip_backs += 1;
                             } else {
                                 report.bodies.push(body.clone());
                             }
-                            last_body = Some(body);
+                            last_body = Some(body.clone());
                         }
                     }
-                    None => report.failures += 1,
+                    Err(_) => report.failures += 1,
                 }
+                log.lock().unwrap().push(Probe { start: sent, duration: now - sent, answer });
                 std::thread::sleep(Duration::from_millis(5));
             }
             let end = Instant::now();
             report.longest_gap = report.longest_gap.max(end - last_ok);
             report.duration = end - start;
+            report.requests = std::mem::take(&mut *log.lock().unwrap());
             report
         });
-        Prober { stop, thread: Some(thread) }
+        Prober { stop, requests, thread: Some(thread) }
+    }
+
+    /// The requests made so far (while it keeps polling).
+    pub fn requests(&self) -> Vec<Probe> {
+        self.requests.lock().unwrap().clone()
+    }
+
+    /// Waits until a request sent at or after `since` is answered `body`;
+    /// false if none is within `timeout`.
+    pub fn wait_for(&self, body: &str, since: Instant, timeout: Duration) -> bool {
+        wait_until(timeout, || self.requests.lock().unwrap().iter().any(|p| p.start >= since && p.body() == Some(body)))
     }
 
     /// Stops polling and returns what was seen.

@@ -215,29 +215,10 @@ impl Drop for Registry {
 }
 
 /// Installs Debian's `docker-registry` and `apache2-utils` when either
-/// program is missing, so the test command works on a fresh machine (as
-/// `.ci/run` does before the tests); once per machine, under the fixture
-/// lock. A failed install is left to the caller's clear panic.
+/// program is missing.
 fn install_packages() {
-    if which("docker-registry").is_some() && which("htpasswd").is_some() {
-        return;
-    }
-    super::with_lock("registry-packages", || {
-        if which("docker-registry").is_some() && which("htpasswd").is_some() {
-            return;
-        }
-        let install = || {
-            Command::new("apt-get")
-                .args(["install", "-y", "docker-registry", "apache2-utils"])
-                .env("DEBIAN_FRONTEND", "noninteractive")
-                .output()
-                .is_ok_and(|o| o.status.success())
-        };
-        if !install() {
-            let _ = Command::new("apt-get").arg("update").output();
-            install();
-        }
-    });
+    let present = || which("docker-registry").is_some() && which("htpasswd").is_some();
+    super::install_packages("registry-packages", &["docker-registry", "apache2-utils"], present);
 }
 
 fn which(program: &str) -> Option<PathBuf> {
