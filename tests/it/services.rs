@@ -464,7 +464,7 @@ fn a_service_started_with_many_flags_is_cloned_field_by_field() {
     // What may differ: the image and what it supplies, and swap's labels.
     let image_derived = |k: &str, old: Option<&Value>, new: Option<&Value>| match k {
         "Config.Image" => true,
-        "Config.Labels.swap.app" | "Config.Labels.swap.deploy" => true,
+        "Config.Labels.swap.app" | "Config.Labels.swap.deploy" | "Config.Labels.swap.strategy" => true,
         "Config.Labels.org.opencontainers.image.version" | "Config.Labels.swap-demo.variant" => true,
         "Config.Env" => {
             let strip = |v: Option<&Value>| -> Vec<String> {
