@@ -348,18 +348,13 @@ impl Step {
             Step::StartOld { id } => start_with_retry(engine, id).await?,
             Step::CreateCandidate { name, image, instance, .. } => {
                 let given = inputs.definition.expect("the deploy passes the candidate's definition");
-                let labelled;
-                let def = match instance {
-                    Some(i) => {
-                        let mut d = given.clone();
-                        if let Some(serde_json::Value::Object(labels)) = d.config.get_mut("Labels") {
-                            labels.insert(LABEL_INSTANCE.into(), i.as_str().into());
-                        }
-                        labelled = d;
-                        &labelled
+                let mut def = std::borrow::Cow::Borrowed(given);
+                if let Some(i) = instance {
+                    if let Some(serde_json::Value::Object(labels)) = def.to_mut().config.get_mut("Labels") {
+                        labels.insert(LABEL_INSTANCE.into(), i.as_str().into());
                     }
-                    None => given,
-                };
+                }
+                let def = def.as_ref();
                 let id = engine.create(name, def).await?;
                 // The container is created from the reference (`web:1.5`), which
                 // may have moved since the plan resolved it: the deploy must run
@@ -385,15 +380,9 @@ impl Step {
             Step::StartCandidate { id, .. } => start_with_retry(engine, id).await?,
             Step::RetireTemporary { id, timeout_s } => {
                 engine.stop(id, Duration::from_secs(*timeout_s)).await?;
-                match engine.remove(id).await {
-                    Err(EngineError::NotFound(_)) => {}
-                    other => other?,
-                }
+                remove_container(engine, id).await?;
             }
-            Step::RemoveOld { id } => match engine.remove(id).await {
-                Err(EngineError::NotFound(_)) => {}
-                other => other?,
-            },
+            Step::RemoveOld { id } => remove_container(engine, id).await?,
             Step::RemoveImage { image } => remove_image(engine, image).await?,
         }
         Ok(None)
@@ -410,10 +399,7 @@ impl Step {
             Step::StartOld { .. } => Ok(()),
             Step::CreateCandidate { deploy, instance, .. } => {
                 for id in created_by(engine, deploy, *instance).await? {
-                    match engine.remove(&id).await {
-                        Err(EngineError::NotFound(_)) => {}
-                        other => other?,
-                    }
+                    remove_container(engine, &id).await?;
                 }
                 Ok(())
             }
@@ -485,6 +471,15 @@ impl Step {
                 short(id)
             ))
         })
+    }
+}
+
+/// Removes a container (with `remove`'s care for volumes); one already
+/// gone is success.
+async fn remove_container<E: Engine>(engine: &E, id: &str) -> Result<(), EngineError> {
+    match engine.remove(id).await {
+        Err(EngineError::NotFound(_)) => Ok(()),
+        other => other,
     }
 }
 
