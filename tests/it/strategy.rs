@@ -119,6 +119,7 @@ fn start_first_redeploy_answers_throughout_and_is_remembered() {
     let client = Client::start(&name, net);
     let bystander = format!("{name}-worker");
     let _ = support::docker_output(&["rm", "-f", &bystander]);
+    let _bystander = support::Removal(bystander.clone());
     support::run_container(&bystander, &image("v1"), &["--network", net, "--restart", "always"]);
     let bystander_before = started(&bystander);
     let alias = format!("{name}-v");
@@ -197,8 +198,6 @@ fn start_first_redeploy_answers_throughout_and_is_remembered() {
     assert_eq!(started(&bystander), bystander_before, "the bystander was touched");
     let history = app.swap(&["history", &name]);
     assert!(support::stdout(&history).contains("start-first"), "{}", describe(&history));
-    drop(client);
-    let _ = support::docker_output(&["rm", "-f", &bystander]);
 }
 
 /// A start-first candidate that fails its gate is rolled back without the

@@ -709,6 +709,7 @@ fn is_transient_network_error(err: &str) -> bool {
 pub struct Client {
     /// Its container name, `<app>-client`.
     pub name: String,
+    _removal: Removal,
 }
 
 impl Client {
@@ -718,7 +719,7 @@ impl Client {
         let name = format!("{app}-client");
         let _ = docker_output(&["rm", "-f", &name]);
         run_container(&name, &image("v1"), &["--network", network]);
-        Client { name }
+        Client { _removal: Removal(name.clone()), name }
     }
 
     /// The body the app's name answers with on the client's network (the
@@ -731,12 +732,6 @@ impl Client {
         } else {
             Err(String::from_utf8_lossy(&out.stderr).trim().replace('\n', "; "))
         }
-    }
-}
-
-impl Drop for Client {
-    fn drop(&mut self) {
-        let _ = docker_output(&["rm", "-f", &self.name]);
     }
 }
 
