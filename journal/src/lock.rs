@@ -21,7 +21,17 @@ const POLL: Duration = Duration::from_millis(20);
 /// A held lock; dropping it closes the descriptor, which releases it.
 #[derive(Debug)]
 pub(crate) struct Lock {
-    _file: File,
+    file: File,
+}
+
+impl Drop for Lock {
+    /// Clears the holder's description before the lock goes (with the
+    /// file), so a contender that catches the next holder between its
+    /// locking and its writing finds the file empty and waits for the new
+    /// description, rather than naming this process, which has let go.
+    fn drop(&mut self) {
+        let _ = self.file.set_len(0);
+    }
 }
 
 /// The on-disk form of [`Holder`] (one JSON object).
@@ -59,7 +69,7 @@ pub(crate) fn acquire(path: &Path, wait: Option<Duration>, what: &str) -> Result
     text.push(b'\n');
     // Diagnostics only: not synced, and a failure here must not cost the lock.
     let _ = file.set_len(0).and_then(|()| file.write_all_at(&text, 0));
-    Ok(Lock { _file: file })
+    Ok(Lock { file })
 }
 
 /// Opens the lock file, creating it (0600) if absent. A file it creates is
@@ -83,9 +93,11 @@ fn is_contended(e: &io::Error) -> bool {
     e.kind() == io::ErrorKind::WouldBlock || e.raw_os_error() == fs2::lock_contended_error().raw_os_error()
 }
 
-/// What the holder wrote about itself. It writes right after locking, so a
-/// contender can catch the file empty or half-written; a few short retries
-/// cover that window.
+/// What the holder wrote about itself. It writes right after locking, and
+/// the one before it cleared the file on letting go, so a contender can
+/// catch the file empty or half-written; a few short retries cover that
+/// window. (A holder that was killed leaves its description behind: the
+/// next holder overwrites it right after locking.)
 fn read_holder(file: &File) -> Holder {
     for _ in 0..10 {
         if let Ok(bytes) = crate::storage::read_all(file) {
@@ -118,4 +130,21 @@ fn hostname() -> String {
 /// The lock file of the journal at `journal`.
 pub(crate) fn lock_path(journal: &Path) -> PathBuf {
     journal.with_extension("lock")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A contender that catches the next holder before it described itself
+    /// must not read this one's description: letting go clears it.
+    #[test]
+    fn letting_go_clears_the_description() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("journal.lock");
+        let lock = acquire(&path, None, "swap deploy web").expect("lock");
+        assert!(std::fs::read_to_string(&path).unwrap().contains("swap deploy web"));
+        drop(lock);
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "", "the description outlived the lock");
+    }
 }
